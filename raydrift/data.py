@@ -1,0 +1,435 @@
+"""Datasets in memory and the per-class queues that hand out fresh positives.
+
+Images stay in memory as uint8 ``[N, C, H, W]`` and are converted per batch to float32 in ``[-1, 1]``
+(``Dataset.get``); 2-D toys are stored as float32 ``[N, 2]`` and returned as stored. ``load_dataset``
+knows five datasets:
+
+- ``toy2d``: checkerboard, swiss roll or a mixture of 8 Gaussians on a circle, generated from ``seed``
+  (train and test from different seeds derived from it), about zero mean and unit std per coordinate;
+  one class (unconditional).
+- ``digits`` (the embedded default; no download): scikit-learn's 8x8 handwritten digits, 0..16 mapped to
+  uint8 ``round(v * 255 / 16)``. Fixed stratified split with no random numbers, so no library version can
+  move it: within each class, in file order, every fifth image (positions 4, 9, 14, ...) is test, the
+  rest train: ``floor(n_c / 5)`` test images per class, 355 test and 1442 train in all.
+- ``mnist``, ``fashion_mnist``: the four standard idx files, gzipped or not, parsed here directly.
+- ``cifar10``: the standard ``cifar-10-batches-py`` pickle batches.
+
+Files are searched under ``root`` (default ``~/.cache/raydrift/data/<name>``, then the system paths in
+``SYSTEM_ROOTS``) in the layouts of ``_LAYOUTS``: flat, torchvision's, and a ``<name>`` subfolder.
+``download=True`` fetches a missing dataset with torchvision; otherwise a missing dataset raises
+``DatasetNotFoundError`` saying where it looked and how to get the files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import pickle
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATASETS: tuple[str, ...] = ("toy2d", "digits", "mnist", "fashion_mnist", "cifar10")
+TOYS: tuple[str, ...] = ("checkerboard", "swiss_roll", "gaussian_mixture")
+SPLITS: tuple[str, ...] = ("train", "test")
+
+DEFAULT_ROOT = Path("~/.cache/raydrift/data")
+# Searched after the default root when no root is given: Debian's `dataset-fashion-mnist` package
+# (`apt-get install dataset-fashion-mnist`) installs the four gzipped idx files here.
+SYSTEM_ROOTS: dict[str, tuple[Path, ...]] = {"fashion_mnist": (Path("/usr/share/datasets/fashion-mnist"),)}
+
+_LAYOUTS: dict[str, tuple[str, ...]] = {
+    "mnist": ("", "MNIST/raw", "mnist"),
+    "fashion_mnist": ("", "FashionMNIST/raw", "fashion_mnist", "fashion-mnist"),
+    "cifar10": ("", "cifar-10-batches-py", "cifar10"),
+}
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_CIFAR_FILES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
+_TORCHVISION_CLASS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+_HOW_TO_GET = {
+    "mnist": "To download (needs internet) pass download=True (torchvision.datasets.MNIST), or fetch the "
+    "four .gz files from https://ossci-datasets.s3.amazonaws.com/mnist/.",
+    "fashion_mnist": "On Debian/Ubuntu: apt-get install dataset-fashion-mnist (installs them in "
+    "/usr/share/datasets/fashion-mnist, searched when no root is given). To download (needs internet) "
+    "pass download=True (torchvision.datasets.FashionMNIST), or fetch the four .gz files from "
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/.",
+    "cifar10": "To download (needs internet) pass download=True (torchvision.datasets.CIFAR10), or unpack "
+    "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz into one of them.",
+}
+_DIGITS_TEST_EVERY = 5
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's files are not where ``load_dataset`` looked (and were not, or could not be, downloaded)."""
+
+
+@dataclass
+class Dataset:
+    """One split of a dataset, held in memory.
+
+    ``x``: uint8 ``[N, C, H, W]`` images or float32 ``[N, 2]`` toy points; ``y``: int64 ``[N]`` labels in
+    ``[0, num_classes)`` (all 0 for toys, which have one class).
+    """
+
+    name: str
+    split: str
+    x: torch.Tensor
+    y: torch.Tensor
+    num_classes: int
+
+    def __post_init__(self) -> None:
+        if self.x.dtype not in (torch.uint8, torch.float32):
+            raise ValueError(f"{self.name}: x must be uint8 images or float32 points, got {self.x.dtype}")
+        if self.y.dtype != torch.int64 or self.y.shape != (len(self.x),):
+            raise ValueError(
+                f"{self.name}: y must be int64 [{len(self.x)}], got {self.y.dtype} {self.y.shape}"
+            )
+        if len(self.y) and not 0 <= int(self.y.min()) <= int(self.y.max()) < self.num_classes:
+            raise ValueError(f"{self.name}: labels outside [0, {self.num_classes})")
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """``(C, H, W)`` for images, ``(2,)`` for toys."""
+        return tuple(self.x.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def get(self, idx: torch.Tensor) -> torch.Tensor:
+        """Float32 samples ``[*idx.shape, *sample_shape]``: images scaled to ``[-1, 1]``, toys as stored."""
+        x = self.x[idx]
+        if x.dtype == torch.uint8:
+            return x.float().div_(127.5).sub_(1.0)
+        return x
+
+    def class_means(self) -> torch.Tensor:
+        """Per-class mean sample, float32 ``[num_classes, *sample_shape]`` in the scale of ``get``."""
+        counts = torch.bincount(self.y, minlength=self.num_classes)
+        empty = (counts == 0).nonzero().flatten().tolist()
+        if empty:
+            raise ValueError(f"{self.name}/{self.split}: no samples of classes {empty}")
+        # float64 sums per class: exact for uint8, and no float copy of the whole dataset at once.
+        sums = torch.stack([self.x[self.y == c].sum(0, dtype=torch.float64) for c in range(self.num_classes)])
+        means = sums / counts.view(-1, *[1] * len(self.sample_shape))
+        if self.x.dtype == torch.uint8:
+            means = means / 127.5 - 1.0
+        return means.float()
+
+
+def load_dataset(
+    name: str,
+    split: str = "train",
+    root: str | os.PathLike | None = None,
+    *,
+    download: bool = False,
+    toy: str = "checkerboard",
+    toy_size: int = 20000,
+    seed: int = 0,
+) -> Dataset:
+    """Load one split of ``name`` (see the module docstring for each dataset).
+
+    ``root``: the directory holding the dataset's files (default ``~/.cache/raydrift/data/<name>``); ignored
+    by ``toy2d`` and ``digits``. ``toy``, ``toy_size`` and ``seed`` apply to ``toy2d`` only.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose from {DATASETS}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose from {SPLITS}")
+    if name == "toy2d":
+        x = make_toy(toy, toy_size, _split_seed(seed, split))
+        return Dataset(f"toy2d/{toy}", split, x, torch.zeros(toy_size, dtype=torch.int64), 1)
+    if name == "digits":
+        x, y = _load_digits(split)
+    elif name == "cifar10":
+        x, y = _read_cifar(_find_files(name, split, root, download, _CIFAR_FILES[split], ("",)))
+    else:
+        x, y = _read_idx_pair(_find_files(name, split, root, download, _IDX_FILES[split], ("", ".gz")))
+    return Dataset(name, split, x, y, 10)
+
+
+# ---- toys -------------------------------------------------------------------------------------------
+
+
+def _split_seed(seed: int, split: str) -> int:
+    """Seed of one split's generator, derived from (seed, split) so train and test never share a stream."""
+    return int(np.random.SeedSequence([seed, SPLITS.index(split)]).generate_state(1)[0])
+
+
+def make_toy(toy: str, n: int, seed: int) -> torch.Tensor:
+    """``n`` points of a 2-D toy, float32 ``[n, 2]``, about zero mean and unit std per coordinate."""
+    g = torch.Generator().manual_seed(seed)
+    if toy == "checkerboard":
+        # Uniform on the 8 "even" unit squares of [-2, 2)^2; each marginal is uniform on [-2, 2), whose std
+        # is 2 / sqrt(3), hence the factor.
+        x1 = torch.rand(n, generator=g) * 4 - 2
+        x2 = torch.randint(0, 2, (n,), generator=g) * 2 + torch.rand(n, generator=g) - 2
+        x2 = x2 + x1.floor().remainder(2)
+        return torch.stack([x1, x2], 1) * (math.sqrt(3) / 2)
+    if toy == "swiss_roll":
+        # sklearn's roll (t in [1.5 pi, 4.5 pi]) in the plane; dividing by 7 gives std ~(0.95, 1.0).
+        t = 1.5 * math.pi * (1 + 2 * torch.rand(n, generator=g))
+        x = torch.stack([t * t.cos(), t * t.sin()], 1) + 0.5 * torch.randn(n, 2, generator=g)
+        return x / 7
+    if toy == "gaussian_mixture":
+        # 8 equal modes of std s on a circle of radius r: per-coordinate variance r^2 / 2 + s^2 = 1.
+        s = 0.1
+        r = math.sqrt(2 * (1 - s**2))
+        angle = torch.randint(0, 8, (n,), generator=g) * (2 * math.pi / 8)
+        return r * torch.stack([angle.cos(), angle.sin()], 1) + s * torch.randn(n, 2, generator=g)
+    raise ValueError(f"unknown toy {toy!r}; choose from {TOYS}")
+
+
+# ---- digits -----------------------------------------------------------------------------------------
+
+
+def digits_test_mask(y: np.ndarray) -> np.ndarray:
+    """The fixed digits split: bool ``[N]``, True for every fifth image of each class in file order."""
+    order = np.argsort(y, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(y)) - np.searchsorted(y[order], y[order])
+    return rank % _DIGITS_TEST_EVERY == _DIGITS_TEST_EVERY - 1
+
+
+def _load_digits(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's digits: uint8 ``[N, 1, 8, 8]`` and int64 ``[N]`` for one split."""
+    from sklearn.datasets import load_digits  # imported here: sklearn is slow to import and rarely needed
+
+    digits = load_digits()
+    x = np.rint(digits.images * (255 / 16)).astype(np.uint8)[:, None]
+    y = digits.target.astype(np.int64)
+    keep = digits_test_mask(y) == (split == "test")
+    return torch.from_numpy(x[keep]), torch.from_numpy(y[keep])
+
+
+# ---- files: finding, downloading, parsing -----------------------------------------------------------
+
+
+def _search_roots(name: str, root: str | os.PathLike | None) -> list[Path]:
+    """The roots to search, in order; the first one is where a download goes."""
+    if root is not None:
+        return [Path(root).expanduser()]
+    return [(DEFAULT_ROOT / name).expanduser(), *SYSTEM_ROOTS.get(name, ())]
+
+
+def _locate(dirs: Sequence[Path], stems: Sequence[str], suffixes: Sequence[str]) -> list[Path] | None:
+    """The files ``stems`` (each with the first suffix that exists) from the first directory holding all."""
+    for d in dirs:
+        found = [next((d / (s + x) for x in suffixes if (d / (s + x)).is_file()), None) for s in stems]
+        if all(found):
+            return found
+    return None
+
+
+def _find_files(
+    name: str,
+    split: str,
+    root: str | os.PathLike | None,
+    download: bool,
+    stems: Sequence[str],
+    suffixes: Sequence[str],
+) -> list[Path]:
+    """Paths of one split's files, downloading them first if missing and ``download`` is set."""
+    roots = _search_roots(name, root)
+    dirs = [r / sub for r in roots for sub in _LAYOUTS[name]]
+    found = _locate(dirs, stems, suffixes)
+    if found is None and download:
+        try:
+            _download(name, roots[0])
+        except Exception as err:  # any failure (network, disk, checksum) means "not found"
+            raise _not_found(
+                name, split, dirs, stems, suffixes, f"Download into {roots[0]} failed: {err!r}."
+            ) from err
+        found = _locate(dirs, stems, suffixes)
+    if found is None:
+        raise _not_found(name, split, dirs, stems, suffixes)
+    return found
+
+
+def _download(name: str, root: Path) -> None:
+    """Fetch ``name`` into ``root`` with torchvision (needs internet), in a layout that ``_LAYOUTS`` lists."""
+    import torchvision.datasets  # imported here: only downloads need it, and it is slow to import
+
+    getattr(torchvision.datasets, _TORCHVISION_CLASS[name])(root=str(root), train=True, download=True)
+
+
+def _not_found(
+    name: str,
+    split: str,
+    dirs: Sequence[Path],
+    stems: Sequence[str],
+    suffixes: Sequence[str],
+    reason: str = "",
+) -> DatasetNotFoundError:
+    gz = "[.gz]" if ".gz" in suffixes else ""
+    files = ", ".join(s + gz for s in stems)
+    searched = "\n".join(f"  {d}" for d in dirs)
+    return DatasetNotFoundError(
+        f"{name} ({split} split) not found: no directory holds all of {files}. Searched:\n{searched}\n"
+        f"{reason + ' ' if reason else ''}Put the files in one of these directories, or point data.root "
+        f"(load_dataset(root=...)) at a directory holding them. {_HOW_TO_GET[name]}"
+    )
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """An idx file of unsigned bytes (gzipped if the name ends in ``.gz``) as a uint8 array of its dims."""
+    path = Path(path)
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+        raw = bytearray(f.read())  # bytearray: a writable buffer, so torch.from_numpy needs no copy
+    # Magic: two zero bytes, the type code (0x08 = unsigned byte), the number of dimensions.
+    if len(raw) < 4 or raw[:3] != b"\x00\x00\x08":
+        raise ValueError(f"{path}: not an idx file of unsigned bytes (magic {bytes(raw[:4]).hex()})")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    dims = struct.unpack(f">{ndim}I", raw[4:header]) if len(raw) >= header else ()
+    data = np.frombuffer(raw, dtype=np.uint8, offset=min(header, len(raw)))
+    if len(dims) != ndim or data.size != math.prod(dims):
+        raise ValueError(f"{path}: header says {ndim} dims {dims}, but {data.size} bytes of data follow")
+    return data.reshape(dims)
+
+
+def _read_idx_pair(paths: Sequence[Path]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, labels) idx files -> uint8 ``[N, 1, H, W]`` and int64 ``[N]``."""
+    x, y = read_idx(paths[0]), read_idx(paths[1])
+    if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+        raise ValueError(
+            f"{paths[0]}, {paths[1]}: expected images [N, H, W] and labels [N], got {x.shape}, {y.shape}"
+        )
+    return torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y.astype(np.int64))
+
+
+def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """One ``cifar-10-batches-py`` pickle -> uint8 ``[n, 3, 32, 32]`` and int64 ``[n]``.
+
+    Unpickling runs code from the file: load only batches from a trusted source, as torchvision does.
+    """
+    with open(path, "rb") as f:
+        batch = pickle.load(f, encoding="bytes")
+    data = np.asarray(batch[b"data"], dtype=np.uint8)
+    labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != (len(data),):
+        raise ValueError(f"{path}: expected data [n, 3072] and labels [n], got {data.shape}, {labels.shape}")
+    # Rows hold the red, green, then blue 32x32 planes, row-major: exactly [3, 32, 32].
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _read_cifar(paths: Sequence[Path]) -> tuple[torch.Tensor, torch.Tensor]:
+    batches = [read_cifar_batch(p) for p in paths]
+    return (
+        torch.from_numpy(np.concatenate([b[0] for b in batches])),
+        torch.from_numpy(np.concatenate([b[1] for b in batches])),
+    )
+
+
+# ---- per-class queues -------------------------------------------------------------------------------
+
+
+class _Queue:
+    """A cyclic queue over a fixed pool of indices: a random permutation of the pool, redrawn when used up."""
+
+    def __init__(self, pool: torch.Tensor):
+        self.pool = pool
+        self.perm = pool[:0]  # empty, so the first draw fills it
+        self.pos = 0
+
+    def take(self, m: int, gen: torch.Generator) -> torch.Tensor:
+        """The next ``m`` indices, int64 ``[m]``, running through as many refills as ``m`` needs."""
+        if m > 0 and len(self.pool) == 0:
+            raise ValueError("cannot sample from an empty class")
+        parts = []
+        while m > 0:
+            if self.pos == len(self.perm):
+                self.perm = self.pool[torch.randperm(len(self.pool), generator=gen)]
+                self.pos = 0
+            k = min(m, len(self.perm) - self.pos)
+            parts.append(self.perm[self.pos : self.pos + k])
+            self.pos += k
+            m -= k
+        return torch.cat(parts) if parts else self.pool[:0]
+
+    def state_dict(self) -> dict:
+        return {"perm": self.perm.clone(), "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        perm, pos = state["perm"].to(torch.int64), int(state["pos"])
+        if len(perm) and not torch.equal(perm.sort().values, self.pool):
+            raise ValueError("queue state does not match this dataset's labels")
+        if not 0 <= pos <= len(perm):
+            raise ValueError(f"queue position {pos} outside [0, {len(perm)}]")
+        self.perm, self.pos = perm.clone(), pos
+
+
+class ClassQueues:
+    """Per-class queues of dataset indices, sampled without replacement; each class's queue is refilled
+    with a fresh permutation when it runs out.
+
+    Within one call and across calls, a class never repeats an index until its whole queue was used, so
+    every index of a class appears exactly once per cycle. A draw larger than what is left (``n`` larger
+    than a class, say) continues into the next cycle, so such a row can then hold an index twice.
+
+    Two ``torch.Generator``s derived from ``seed``: one for the class queues, one for ``sample_any``, so
+    turning the unconditional negatives on or off does not change the stream of positives.
+    """
+
+    def __init__(self, labels: torch.Tensor, num_classes: int, seed: int):
+        labels = labels.detach().to("cpu", torch.int64).reshape(-1)
+        counts = torch.bincount(labels, minlength=num_classes)
+        if len(labels) and (int(labels.min()) < 0 or len(counts) > num_classes):
+            raise ValueError(f"labels outside [0, {num_classes})")
+        self.num_classes = num_classes
+        # A stable sort keeps each class's pool in ascending index order.
+        pools = torch.split(torch.argsort(labels, stable=True), counts.tolist())
+        self._classes = [_Queue(p) for p in pools]
+        self._any = _Queue(torch.arange(len(labels)))
+        class_seed, any_seed = np.random.SeedSequence(seed).generate_state(2)
+        self._gen_class = torch.Generator().manual_seed(int(class_seed))
+        self._gen_any = torch.Generator().manual_seed(int(any_seed))
+
+    def sample(self, classes: torch.Tensor, n: int) -> torch.Tensor:
+        """``n`` indices for each entry of ``classes`` (int ``[G]``): int64 ``[G, n]``, row ``i`` of class
+        ``classes[i]``. Rows of the same class continue one queue, so they never share an index within a
+        cycle."""
+        classes = torch.as_tensor(classes).to("cpu", torch.int64).reshape(-1)
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        if len(classes) and not 0 <= int(classes.min()) <= int(classes.max()) < self.num_classes:
+            raise ValueError(f"classes outside [0, {self.num_classes})")
+        out = torch.empty(len(classes), n, dtype=torch.int64)
+        for c in torch.unique(classes).tolist():
+            rows = (classes == c).nonzero().flatten()
+            out[rows] = self._classes[c].take(len(rows) * n, self._gen_class).view(len(rows), n)
+        return out
+
+    def sample_any(self, n: int) -> torch.Tensor:
+        """``n`` indices from the whole dataset, int64 ``[n]``, under the same no-repeat-per-cycle rule."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        return self._any.take(n, self._gen_any)
+
+    def state_dict(self) -> dict:
+        return {
+            "class_generator": self._gen_class.get_state(),
+            "any_generator": self._gen_any.get_state(),
+            "classes": [q.state_dict() for q in self._classes],
+            "any": self._any.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a ``state_dict``; the queues must be built on the same labels. Afterwards the future
+        draws are exactly those the saved queues would have made."""
+        if len(state["classes"]) != self.num_classes:
+            raise ValueError(f"state has {len(state['classes'])} classes, these queues {self.num_classes}")
+        # Restore into fresh queues first, so a state that does not fit leaves these queues untouched.
+        queues = [_Queue(q.pool) for q in (*self._classes, self._any)]
+        for q, s in zip(queues, (*state["classes"], state["any"]), strict=True):
+            q.load_state_dict(s)
+        *self._classes, self._any = queues
+        self._gen_class.set_state(state["class_generator"])
+        self._gen_any.set_state(state["any_generator"])

@@ -1,0 +1,52 @@
+"""The training objective: drift loss of a step's groups in pixel space (or, later, feature space).
+
+Turns the config into one callable so the loop does not care which space the drift lives in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .config import DriftConfig
+from .drift import drift_loss
+
+
+class PixelObjective:
+    """Drift loss on raw samples: ``x [G, Cg, *shape]`` against ``pos [G, Cp, *shape]``."""
+
+    def __init__(self, cfg: DriftConfig):
+        self.cfg = cfg
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        pos: torch.Tensor,
+        neg: torch.Tensor | None,
+        weight_neg: torch.Tensor | None,
+        temperatures: Sequence[float],
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Scalar loss (mean over groups) and info (``scale``, ``force_ms [T]``)."""
+        G, Cg = x.shape[:2]
+        flat = lambda t: None if t is None else t.reshape(G, t.shape[1], -1)  # noqa: E731
+        loss, info = drift_loss(
+            flat(x),
+            flat(pos),
+            flat(neg),
+            weight_neg=weight_neg,
+            temperatures=temperatures,
+            kernel=self.cfg.kernel,
+            normalization=self.cfg.normalization,
+            affinity_floor=self.cfg.affinity_floor,
+            compile=self.cfg.compile,
+        )
+        return loss.mean(), info
+
+
+def build_objective(cfg: DriftConfig):
+    if cfg.space == "pixel":
+        return PixelObjective(cfg)
+    raise NotImplementedError(
+        "drift.space=feature needs the feature-encoder module (not in this build yet); use drift.space=pixel"
+    )
