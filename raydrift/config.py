@@ -99,8 +99,22 @@ class DriftConfig:
     """CFG strengths alpha are drawn per class group from [1, cfg_alpha_max]."""
     space: Literal["pixel", "feature"] = "pixel"
     """Drift in pixel space or on a feature encoder's multi-scale feature set."""
-    encoder: str = "mae"
-    """Feature encoder (space=feature)."""
+    encoder: Literal["resnet18", "resnet50", "convnextv2", "dinov2", "mae"] = "mae"
+    """Feature encoder (space=feature): torchvision resnet18/50, timm convnextv2/dinov2, or our MAE."""
+    encoder_weights: str = ""
+    """Encoder weights file ("" = the usual download; mae needs one: `raydrift encoder train`)."""
+    encoder_layers: tuple[str, ...] = ()
+    """Encoder feature maps to use, e.g. layer1,layer2 (empty = all of the encoder's)."""
+    encoder_input_size: int = 0
+    """Square size images are resized to before the encoder (0 = the encoder's default)."""
+    encoder_bf16: bool = True
+    """Run the encoder under bf16 autocast on CUDA (the drift itself is always float32)."""
+    feature_stats: tuple[str, ...] = ("loc", "global", "patch2", "patch4")
+    """Keys per feature map (paper A.5): per-location vectors, global and 2x2 / 4x4 patch mean and std."""
+    feature_pixel_key: bool = True
+    """Add the raw-pixel key (flattened images) to the feature-space loss."""
+    feature_rms_key: bool = True
+    """Add the per-channel RMS key (root mean square of each image channel) to the feature-space loss."""
     exchange: Literal["local", "gather"] = "local"
     """``gather``: all-gather samples and positives across workers so per-class sets grow with workers."""
     compile: bool = True
@@ -122,6 +136,25 @@ class DriftConfig:
         )
         _check(self.n_unc >= 0, f"drift.n_unc must be >= 0, got {self.n_unc}")
         _check(self.cfg_alpha_max >= 1, f"drift.cfg_alpha_max must be >= 1, got {self.cfg_alpha_max}")
+        self.encoder_layers = tuple(self.encoder_layers)
+        self.feature_stats = tuple(self.feature_stats)
+        stats = ("loc", "global", "patch2", "patch4")
+        _check(
+            all(s in stats for s in self.feature_stats)
+            and len(set(self.feature_stats)) == len(self.feature_stats),
+            f"drift.feature_stats must be distinct entries of {', '.join(stats)}; got {self.feature_stats}",
+        )
+        _check(
+            self.encoder_input_size >= 0,
+            f"drift.encoder_input_size must be >= 0, got {self.encoder_input_size}",
+        )
+        _check(
+            self.space == "pixel"
+            or bool(self.feature_stats)
+            or self.feature_pixel_key
+            or self.feature_rms_key,
+            "drift.space=feature needs at least one key: feature_stats, feature_pixel_key or feature_rms_key",
+        )
 
 
 @dataclass
@@ -421,7 +454,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     except (TypeError, ValueError) as err:
         if isinstance(err, ConfigError):
             raise
-        raise ConfigError(f"{key} must be {_type_name(tp)}; got {value!r}") from None
+        kind = {"int": "an integer", "float": "a number"}.get(_type_name(tp), _type_name(tp))
+        raise ConfigError(f"{key} must be {kind}; got {value!r}") from None
     raise ConfigError(f"{key}: unsupported annotation {tp}")
 
 

@@ -128,7 +128,7 @@ def train(
         net.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay
     )
     queues = ClassQueues(data.y, K, seed=seeding.derive_seed(seed, rank=rank, purpose="queues"))
-    objective = build_objective(cfg.drift)
+    objective = build_objective(cfg.drift, data.sample_shape, device, cfg.data.dataset)
     state = TrainState()
 
     # Resume.

@@ -1,4 +1,4 @@
-"""The training objective: drift loss of a step's groups in pixel space (or, later, feature space).
+"""The training objective: drift loss of a step's groups in pixel space or on an encoder's feature set.
 
 Turns the config into one callable so the loop does not care which space the drift lives in.
 """
@@ -44,9 +44,33 @@ class PixelObjective:
         return loss.mean(), info
 
 
-def build_objective(cfg: DriftConfig):
+def build_objective(
+    cfg: DriftConfig,
+    sample_shape: tuple[int, ...] = (),
+    device: torch.device | str = "cpu",
+    dataset: str = "",
+):
+    """``PixelObjective``, or for ``space=feature`` a ``FeatureObjective`` with ``cfg.encoder`` on ``device``.
+
+    ``sample_shape`` (``(C, H, W)``) and ``dataset`` let the encoder check its input and name the dataset in
+    its errors (e.g. how to train the MAE a missing weights file should hold).
+    """
     if cfg.space == "pixel":
         return PixelObjective(cfg)
-    raise NotImplementedError(
-        "drift.space=feature needs the feature-encoder module (not in this build yet); use drift.space=pixel"
+    from .encoders import build_encoder
+    from .features import FeatureObjective
+
+    if len(sample_shape) != 3:
+        raise ValueError(
+            f"drift.space=feature needs image data [C, H, W], got samples of shape {sample_shape}"
+        )
+    encoder = build_encoder(
+        cfg.encoder,
+        cfg.encoder_weights,
+        input_size=cfg.encoder_input_size,
+        layers=cfg.encoder_layers,
+        in_channels=sample_shape[0],
+        dataset=dataset,
+        device=device,
     )
+    return FeatureObjective(cfg, encoder)

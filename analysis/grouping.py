@@ -1,0 +1,177 @@
+"""Which runs form a group (the ``--by`` axes), how groups are labelled and ordered, and which runs pair.
+
+A group is the set of runs that share the values of the ``by`` config keys; by default those are the keys
+the study swept (the union of ``meta.json`` overrides), which makes a group one config (one ``group_id``)
+and its runs the seeds. Grouping by fewer keys pools configs (n then counts runs, and the tables say so).
+Keys can be given by their last component (``kernel``) or dotted (``drift.kernel``).
+
+Paired differences match a run with the baseline group's run of the same *pair key*: the seed plus every
+candidate key that varies inside a group (so grouping by kernel alone pairs runs on seed and batch size).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import polars as pl
+
+from .load import Results, format_value
+
+# Config keys that name or place a run rather than configure it: never default grouping axes.
+_NOT_AXES = re.compile(r"(^|\.)(seed|name|run_name|output_dir|root|cache_dir|inception_weights)$|^wandb\.")
+
+
+class GroupingError(ValueError):
+    """A ``--by``, ``--where`` or ``--baseline`` that does not match the loaded runs."""
+
+
+def short_name(key: str) -> str:
+    return key.rsplit(".", 1)[-1]
+
+
+def resolve_key(name: str, res: Results) -> str:
+    """Config column for ``name``: exact (dotted) or by last component, preferring swept keys."""
+    columns = res.config_columns
+    if name in columns:
+        return name
+    matches = [c for c in columns if short_name(c) == name]
+    if len(matches) > 1:
+        matches = [c for c in matches if c in res.swept] or matches
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise GroupingError(f"no config key {name!r} in the loaded runs; keys that vary: {varying_keys(res)}")
+    raise GroupingError(f"{name!r} is ambiguous: {', '.join(matches)}; give the dotted key")
+
+
+def varying_keys(res: Results) -> list[str]:
+    """Config keys whose value differs between runs (excluding names, paths and seeds)."""
+    return [
+        c
+        for c in res.config_columns
+        if not _NOT_AXES.search(c) and res.runs[c].cast(pl.String).n_unique() > 1
+    ]
+
+
+def default_by(res: Results) -> list[str]:
+    """The swept keys (union of meta.json overrides); without any, the varying config keys."""
+    return list(res.swept) or varying_keys(res)
+
+
+def where(res: Results, specs: Sequence[str]) -> Results:
+    """Runs matching every ``key=value`` (numbers compare numerically, other values as shown in labels)."""
+    keep = pl.lit(True)
+    for spec in specs:
+        if "=" not in spec:
+            raise GroupingError(f"--where {spec!r} must look like key=value (e.g. kernel=gaussian)")
+        name, value = (s.strip() for s in spec.split("=", 1))
+        col = resolve_key(name, res)
+        keep = keep & _equals(res.runs[col], value)
+    out = res.select_runs(keep)
+    if out.runs.height == 0:
+        raise GroupingError(f"no run matches {' and '.join(specs)}")
+    return out
+
+
+def _equals(series: pl.Series, value: str) -> pl.Series:
+    if series.dtype.is_numeric():
+        try:
+            return (series == float(value)).fill_null(False)
+        except ValueError:
+            return pl.Series([False] * len(series))
+    return (series.cast(pl.String) == value).fill_null(False)
+
+
+@dataclass
+class Grouping:
+    """``runs``: ``run, group, seed`` plus the by and pair-key columns; ``labels`` in table order."""
+
+    by: list[str]
+    labels: list[str]
+    runs: pl.DataFrame
+    pair_keys: list[str]
+    pooled: dict[str, list[str]]  # label -> the keys that vary inside it (configs pooled by a coarse --by)
+
+    def seeds(self, label: str) -> int:
+        return self.runs.filter(pl.col("group") == label)["seed"].n_unique()
+
+    def size(self, label: str) -> int:
+        return self.runs.filter(pl.col("group") == label).height
+
+    def preliminary(self, label: str) -> bool:
+        """A conclusion from one seed is preliminary."""
+        return self.seeds(label) < 2
+
+    def find(self, spec: str) -> str:
+        """The group named by its label, a group_id of one of its runs, or ``key=value[,key=value]``."""
+        if spec in self.labels:
+            return spec
+        hits = self.runs.filter(pl.col("group_id") == spec)["group"].unique().to_list()
+        if not hits and "=" in spec:
+            rows = self.runs
+            for part in spec.split(","):
+                name, value = (s.strip() for s in part.split("=", 1))
+                col = next((c for c in self.by if name in (c, short_name(c))), None)
+                if col is None:
+                    raise GroupingError(f"baseline key {name!r} is not a grouping key ({', '.join(self.by)})")
+                rows = rows.filter(_equals(rows[col], value))
+            hits = rows["group"].unique().to_list()
+        if len(hits) != 1:
+            what = "no group" if not hits else f"{len(hits)} groups ({', '.join(hits)})"
+            raise GroupingError(f"baseline {spec!r} matches {what}; groups: {'; '.join(self.labels)}")
+        return hits[0]
+
+
+def make_grouping(res: Results, by: Sequence[str] | None = None, label: str | None = None) -> Grouping:
+    """Group ``res.runs`` by the ``by`` keys (default: ``default_by``); ``label`` is a format string over
+    the keys' short names (e.g. ``"bs{batch_n_pos} + {kernel}"``), default ``kernel=gaussian, n_neg=64``."""
+    keys = [resolve_key(b, res) for b in by] if by is not None else default_by(res)
+    runs = res.runs
+    labels = [_label(row, keys, label) for row in runs.select(keys).iter_rows(named=True)] if keys else None
+    runs = runs.with_columns(pl.Series("group", labels or ["all runs"] * runs.height, dtype=pl.String))
+    order = _group_order(runs, keys)
+    clash = runs.group_by("group").agg(pl.struct(keys).n_unique().alias("k")).filter(pl.col("k") > 1)
+    if keys and clash.height:
+        raise GroupingError(f"--label gives the same label to different groups: {clash['group'].to_list()}")
+    candidates = list(res.swept) or varying_keys(res)
+    inside = {
+        c: runs.group_by("group").agg(pl.col(c).cast(pl.String).n_unique().alias("k")).filter(pl.col("k") > 1)
+        for c in candidates
+        if c not in keys
+    }
+    pair_keys = [c for c, k in inside.items() if k.height]
+    pooled = {g: [c for c, k in inside.items() if g in k["group"].to_list()] for g in order}
+    cols = ["run", "group", "group_id", "seed", *dict.fromkeys([*keys, *pair_keys])]
+    return Grouping(keys, order, runs.select(cols), ["seed", *pair_keys], pooled)
+
+
+def _label(row: dict, keys: list[str], fmt: str | None) -> str:
+    values = {short_name(k): "—" if row[k] is None else format_value(row[k]) for k in keys}
+    if fmt:
+        try:
+            return fmt.format(**values)
+        except KeyError as err:
+            raise GroupingError(
+                f"--label uses {err}, which is not a grouping key ({', '.join(values)})"
+            ) from None
+    return ", ".join(f"{k}={v}" for k, v in values.items())
+
+
+def _group_order(runs: pl.DataFrame, keys: list[str]) -> list[str]:
+    """Numbers ascending, other values in order of first appearance, per key in ``keys`` order."""
+    ranks = []
+    for k in keys:
+        col = runs[k]
+        if col.dtype.is_numeric():
+            values = sorted(v for v in col.unique().to_list() if v is not None)
+        else:
+            values = [v for v in col.unique(maintain_order=True).to_list() if v is not None]
+        ranks.append({v: i for i, v in enumerate(values)})
+    first = runs.unique("group", keep="first", maintain_order=True)
+    rows = [
+        (tuple(r.get(row[k], len(r)) for r, k in zip(ranks, keys)), row["group"])
+        for row in first.iter_rows(named=True)
+    ]
+    return [g for _, g in sorted(rows, key=lambda x: x[0])]

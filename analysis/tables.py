@@ -1,0 +1,274 @@
+"""The report's tables as data: per-run statistics, then mean +/- 95% CI per group, at a matched step, and
+paired against a baseline group.
+
+Every table is a ``Table`` whose ``cells`` frame has one row per (group, column): ``n`` (runs with a
+value), ``seeds``, ``mean``, ``sd``, ``ci95`` (t half-width; null for n < 2), ``lo``, ``hi`` and flags
+(``preliminary``: fewer than two seeds; ``missing_stages``: a run's merged history has a stage without this
+metric; ``ended_early``: at a matched step, a run ends before it). FID/IS columns are split by protocol
+when runs differ (``analysis.protocol``). ``analysis.render`` turns a ``Table`` into markdown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from .grouping import Grouping
+from .load import Results, is_protocol_metric
+from .merge import missing_stages
+from .protocol import protocol_ids
+from .stats import Estimate, mean_ci
+
+DISPLAY = {"eval/fid": "FID", "eval/is": "IS"}
+
+
+def display(metric: str) -> str:
+    return DISPLAY.get(metric, metric)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: ``stat`` of ``metric`` per run (``final_step``, ``min``, ``max``, ``last``, ``at``)."""
+
+    stat: str
+    metric: str | None = None
+    step: int | None = None  # for ``at``
+
+    @property
+    def header(self) -> str:
+        if self.stat == "final_step":
+            return "final step"
+        if self.stat == "at":
+            return f"{display(self.metric)} @{self.step}"
+        return f"{self.stat} {display(self.metric)}"
+
+    @property
+    def digits(self) -> int | None:
+        """Fixed decimals for step-valued columns; None = the table's default."""
+        return 0 if self.stat == "final_step" else None
+
+
+REPORT_METRICS = ("train/loss", "eval/fid", "eval/is")
+SUMMARY_COLUMNS = (
+    Column("final_step"),
+    Column("min", "train/loss"),
+    Column("last", "train/loss"),
+    Column("min", "eval/fid"),
+    Column("last", "eval/fid"),
+    Column("max", "eval/is"),
+    Column("last", "eval/is"),
+)
+
+
+def matched_columns(step: int, metrics: Sequence[str] = REPORT_METRICS) -> list[Column]:
+    return [Column("at", m, step) for m in metrics]
+
+
+@dataclass
+class Table:
+    title: str
+    headers: list[str]  # in order; FID/IS headers carry " [P1]" etc. when protocols differ
+    groups: list[str]  # row labels in order
+    cells: pl.DataFrame
+    grouping: Grouping
+    notes: list[str] = field(default_factory=list)
+    digits: dict[str, int] = field(default_factory=dict)  # header -> fixed decimals
+    paired: bool = False
+
+
+def run_values(res: Results, columns: Sequence[Column]) -> pl.DataFrame:
+    """One row per (run, column, protocol): ``value``, ``step`` it came from, ``ended_early``, ``missing``."""
+    ids = protocol_ids(res)
+    parts = []
+    metrics = sorted({c.metric for c in columns if c.metric})
+    gaps = missing_stages(res.steps, res.tidy, metrics)
+    for col in columns:
+        if col.stat == "final_step":
+            part = res.runs.select(
+                "run",
+                pl.lit(None, pl.String).alias("protocol"),
+                pl.col("final_step").cast(pl.Float64).alias("value"),
+                pl.col("final_step").alias("step"),
+                pl.lit(False).alias("ended_early"),
+                pl.lit(False).alias("missing"),
+                pl.lit(None, pl.String).alias("pid"),
+            )
+        else:
+            part = _metric_values(res, col, gaps, ids)
+        parts.append(part.with_columns(pl.lit(col.header).alias("column")))
+    return pl.concat(parts, how="vertical_relaxed")
+
+
+def _metric_values(res: Results, col: Column, gaps: pl.DataFrame, ids: dict[str | None, str]) -> pl.DataFrame:
+    rows = res.tidy.filter(pl.col("metric") == col.metric).sort("run", "step")
+    gap_runs = gaps.filter(pl.col("metric") == col.metric)
+    if col.stat == "at":
+        after = rows.filter(pl.col("step") > col.step).select("run", "protocol").unique()
+        rows = rows.filter(pl.col("step") <= col.step)
+        gap_runs = gap_runs.filter(pl.col("first_step") <= col.step)
+    agg = {
+        "min": pl.col("value").min(),
+        "max": pl.col("value").max(),
+        "last": pl.col("value").last(),
+        "at": pl.col("value").last(),
+    }[col.stat]
+    where = pl.col("step").get(pl.col("value").arg_min() if col.stat == "min" else pl.col("value").arg_max())
+    step = where if col.stat in ("min", "max") else pl.col("step").last()
+    out = rows.group_by("run", "protocol", maintain_order=True).agg(agg.alias("value"), step.alias("step"))
+    if col.stat == "at":
+        out = out.join(after.with_columns(pl.lit(True).alias("later")), on=["run", "protocol"], how="left")
+        out = out.with_columns(
+            ((pl.col("step") < col.step) & pl.col("later").is_null()).alias("ended_early")
+        ).drop("later")
+    else:
+        out = out.with_columns(pl.lit(False).alias("ended_early"))
+    pid = pl.lit(None, pl.String)
+    if ids and is_protocol_metric(col.metric):
+        pid = pl.col("protocol").map_elements(ids.get, return_dtype=pl.String, skip_nulls=False)
+    return out.with_columns(pl.col("run").is_in(gap_runs["run"].implode()).alias("missing"), pid.alias("pid"))
+
+
+def _cell(
+    label: str, column: str, pid: str | None, est: Estimate, seeds: int, runs: list[str], **flags
+) -> dict:
+    return {
+        "group": label,
+        "column": column,
+        "protocol": pid,
+        "n": est.n,
+        "seeds": seeds,
+        "mean": est.mean,
+        "sd": est.sd,
+        "ci95": est.ci,
+        "lo": est.lo,
+        "hi": est.hi,
+        "preliminary": seeds < 2,
+        "missing_stages": bool(flags.get("missing", False)),
+        "ended_early": bool(flags.get("ended_early", False)),
+        "runs": ", ".join(runs),
+    }
+
+
+_CELL_SCHEMA = {"group": pl.String, "column": pl.String, "protocol": pl.String, "n": pl.Int64}
+_CELL_SCHEMA |= {"seeds": pl.Int64, "mean": pl.Float64, "sd": pl.Float64, "ci95": pl.Float64}
+_CELL_SCHEMA |= {"lo": pl.Float64, "hi": pl.Float64, "preliminary": pl.Boolean, "missing_stages": pl.Boolean}
+_CELL_SCHEMA |= {"ended_early": pl.Boolean, "runs": pl.String}
+
+
+def _headers(values: pl.DataFrame, columns: Sequence[Column]) -> tuple[list[str], pl.DataFrame]:
+    """Headers in column order, one per protocol for FID/IS columns when protocols differ."""
+    values = values.with_columns(
+        pl.when(pl.col("pid").is_not_null())
+        .then(pl.format("{} [{}]", pl.col("column"), pl.col("pid")))
+        .otherwise(pl.col("column"))
+        .alias("header")
+    )
+    headers = []
+    for col in columns:
+        found = values.filter(pl.col("column") == col.header)["header"].unique().sort().to_list()
+        headers.extend(found or [col.header])
+    return headers, values
+
+
+def group_table(res: Results, grouping: Grouping, columns: Sequence[Column], title: str) -> Table:
+    """Mean +/- 95% CI per group for each of ``columns``."""
+    values = run_values(res, columns).join(grouping.runs.select("run", "group", "seed"), on="run")
+    headers, values = _headers(values, columns)
+    rows = []
+    for (label, header), part in values.group_by("group", "header", maintain_order=True):
+        est = mean_ci(part["value"].drop_nulls().to_list())
+        flags = {"missing": part["missing"].any(), "ended_early": part["ended_early"].any()}
+        rows.append(
+            _cell(label, header, part["pid"][0], est, part["seed"].n_unique(), part["run"].to_list(), **flags)
+        )
+    cells = pl.DataFrame(rows, schema=_CELL_SCHEMA)
+    digits = {f"{c.header}": c.digits for c in columns if c.digits is not None}
+    table = Table(title, headers, grouping.labels, cells, grouping, digits=digits)
+    table.notes = _notes(res, values, grouping, columns)
+    return table
+
+
+def paired_table(
+    res: Results, grouping: Grouping, columns: Sequence[Column], baseline: str, title: str
+) -> Table:
+    """Per shared pair key (the seed, plus pooled axes): value(group) - value(baseline); mean +/- 95% CI."""
+    keys = grouping.pair_keys
+    values = run_values(res, columns).join(grouping.runs.select("run", "group", *keys), on="run")
+    headers, values = _headers(values, columns)
+    values = values.with_columns(pl.col("pid").fill_null(""))
+    per_key = values.group_by("group", "header", "pid", *keys, maintain_order=True).agg(
+        pl.col("value").mean(), pl.col("run"), pl.col("missing").any(), pl.col("ended_early").any()
+    )
+    base = per_key.filter(pl.col("group") == baseline).drop("group")
+    rows = []
+    for label in grouping.labels:
+        if label == baseline:
+            continue
+        pairs = per_key.filter(pl.col("group") == label).join(
+            base, on=["header", "pid", *keys], suffix="_base", nulls_equal=False
+        )
+        pairs = pairs.drop_nulls(["value", "value_base"])
+        for header in headers:
+            part = pairs.filter(pl.col("header") == header)
+            diffs = (part["value"] - part["value_base"]).to_list()
+            runs = [f"{'+'.join(a)} - {'+'.join(b)}" for a, b in zip(part["run"], part["run_base"])]
+            pid = (part["pid"][0] or None) if part.height else None
+            flags = {
+                "missing": (part["missing"] | part["missing_base"]).any(),
+                "ended_early": (part["ended_early"] | part["ended_early_base"]).any(),
+            }
+            rows.append(_cell(label, header, pid, mean_ci(diffs), part["seed"].n_unique(), runs, **flags))
+    cells = pl.DataFrame(rows, schema=_CELL_SCHEMA)
+    digits = {c.header: c.digits for c in columns if c.digits is not None}
+    table = Table(
+        title, headers, [g for g in grouping.labels if g != baseline], cells, grouping, digits=digits
+    )
+    table.paired = True
+    table.notes = [f"Paired on: {', '.join(keys)}; n = number of pairs; difference = group - `{baseline}`."]
+    table.notes += _notes(res, values, grouping, columns)
+    return table
+
+
+def _notes(res: Results, values: pl.DataFrame, grouping: Grouping, columns: Sequence[Column]) -> list[str]:
+    """Footnotes: pooled configs, repeated seeds, stages without a metric (†), runs ending early (‡)."""
+    notes = []
+    for label, keys in grouping.pooled.items():
+        if keys:
+            notes.append(f"Row `{label}` pools runs that differ in {', '.join(keys)}; n counts runs.")
+    dup = grouping.runs.group_by("group", "seed", maintain_order=True).len().filter(pl.col("len") > 1)
+    for row in dup.iter_rows(named=True):
+        notes.append(f"Row `{row['group']}` has {row['len']} runs with seed {row['seed']}; n counts runs.")
+    at = next((c.step for c in columns if c.stat == "at"), None)
+    metrics = sorted({c.metric for c in columns if c.metric})
+    gaps = missing_stages(res.steps, res.tidy, metrics)
+    if at is not None:
+        gaps = gaps.filter(pl.col("first_step") <= at)
+    flagged = values.filter(pl.col("missing"))["run"].unique().implode()
+    by_stage = gaps.filter(pl.col("run").is_in(flagged))
+    by_stage = by_stage.group_by("run", "stage", "first_step", "last_step", maintain_order=True).agg("metric")
+    for row in by_stage.iter_rows(named=True):
+        notes.append(
+            f"† run {row['run']}, stage {row['stage']} (steps {row['first_step']}-{row['last_step']}): "
+            f"no {', '.join(row['metric'])} logged; the cell uses the other stages."
+        )
+    if at is None:
+        return notes
+    final = dict(res.runs.select("run", "final_step").iter_rows())
+    earlier = values.filter(pl.col("step") < at).sort("header", "step")
+    for row in (
+        earlier.filter(pl.col("ended_early"))
+        .group_by("run", maintain_order=True)
+        .agg("header", "step")
+        .iter_rows(named=True)
+    ):
+        picked = "; ".join(f"{h} from step {s}" for h, s in zip(row["header"], row["step"]))
+        notes.append(f"‡ run {row['run']} has nothing later (it ends at step {final[row['run']]}): {picked}.")
+    rest = earlier.filter(~pl.col("ended_early")).group_by("header", "step", maintain_order=True).agg("run")
+    for row in rest.iter_rows(named=True):
+        notes.append(
+            f"{row['header']}: runs {', '.join(row['run'])} have no record at step {at}; "
+            f"their last before it (step {row['step']}) is used."
+        )
+    return notes

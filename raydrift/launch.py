@@ -1,0 +1,202 @@
+"""Ray Train wiring: one run = one ``TorchTrainer`` whose workers each run :func:`raydrift.loop.train`.
+
+Rank 0 appends the metric history to the run directory and writes sample grids; every rank calls
+``ray.train.report`` the same number of times (Train V2 requires it); checkpoints are reported from
+rank 0 and persisted by Ray under ``<storage>/<run name>/``, so a run restarted with the same name (or
+a worker restarted after a failure) continues from the latest one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from .config import Config, from_dict, to_dict
+from .history import CONFIG_FILE, META_FILE, append_record, write_json
+
+# Set before Ray starts; the driver's RAY_TRAIN_* variables reach the controller and workers.
+RAY_ENV_DEFAULTS = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",  # otherwise every worker print appears twice
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1",  # ray.train.report takes ~this long (default 2 s)
+    "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "120",  # fail instead of waiting forever for resources
+    "RAY_DEDUP_LOGS": "0",
+}
+
+
+def set_ray_env() -> None:
+    for key, value in RAY_ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def init_ray(address: str | None = None, *, num_cpus: int | None = None, temp_dir: str | None = None) -> None:
+    """Connect to ``address`` (e.g. ``auto``) or start a local cluster (with the dashboard, which Train V2's
+    cleanup of stopped trials relies on). Does nothing when Ray is already initialised."""
+    import ray
+
+    set_ray_env()
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return
+    ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=True,
+        object_store_memory=256 * 2**20,
+        _temp_dir=temp_dir,
+        log_to_driver=True,
+        configure_logging=True,
+        logging_level="WARNING",
+    )
+
+
+class RayReporter:
+    """Reporter for a Ray Train worker (see :class:`raydrift.loop.Reporter`)."""
+
+    def __init__(self, rank: int, run_dir: str | None):
+        self.rank = rank
+        self.run_dir = Path(run_dir) if run_dir else None
+        self._tmp = Path(tempfile.mkdtemp(prefix="raydrift-ckpt-"))
+
+    def checkpoint_root(self) -> Path:
+        return self._tmp
+
+    def report(self, metrics: dict[str, Any], checkpoint: Path | None = None) -> None:
+        import ray.train
+
+        if self.rank == 0 and self.run_dir is not None:
+            append_record(self.run_dir, metrics)
+        ckpt = ray.train.Checkpoint.from_directory(str(checkpoint)) if checkpoint else None
+        ray.train.report(metrics, checkpoint=ckpt)  # uploads the checkpoint before returning
+        if checkpoint:
+            shutil.rmtree(checkpoint, ignore_errors=True)
+
+
+def _quiet_ray_train_logs() -> None:
+    """Ray Train logs every report (with all metrics) at INFO from each worker; keep our progress readable."""
+    import logging
+
+    try:
+        from ray.train.v2._internal.execution import context, storage
+    except ImportError:
+        return
+    for name in (context.__file__, storage.__name__):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def train_worker(loop_config: dict[str, Any]) -> None:
+    """Per-worker entry point of the ``TorchTrainer``."""
+    import ray.train
+    import ray.train.torch
+
+    _quiet_ray_train_logs()
+
+    from .evaluation import Evaluator
+    from .loop import train
+
+    cfg = from_dict(loop_config["config"])
+    run_dir = loop_config.get("run_dir")
+    ctx = ray.train.get_context()
+    rank, world_size = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    if cfg.train.threads == 0 and device.type == "cpu":
+        import torch
+
+        torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
+
+    def make_evaluator(cfg, data, device):
+        return Evaluator(cfg, data, device, Path(run_dir) / "samples" if run_dir else None)
+
+    checkpoint = ray.train.get_checkpoint()
+    with checkpoint.as_directory() if checkpoint else nullcontext(None) as ckpt_dir:
+        train(
+            cfg,
+            RayReporter(rank, run_dir),
+            rank=rank,
+            world_size=world_size,
+            device=device,
+            resume_from=Path(ckpt_dir) if ckpt_dir else None,
+            evaluator_factory=make_evaluator,
+            log=(lambda s: print(s, flush=True)) if rank == 0 else (lambda s: None),
+        )
+
+
+def make_trainer(
+    cfg: Config,
+    run_dir: Path,
+    *,
+    storage_path: str,
+    name: str,
+    max_failures: int = 0,
+    callbacks: list | None = None,
+):
+    """A ``TorchTrainer`` for ``cfg`` (workers, resources, checkpoints, failure policy from the config)."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    s = cfg.scaling
+    resources = {"CPU": s.cpus_per_worker} | ({"GPU": s.gpus_per_worker} if s.use_gpu else {})
+    return TorchTrainer(
+        train_worker,
+        train_loop_config={"config": to_dict(cfg), "run_dir": str(run_dir)},
+        scaling_config=ScalingConfig(
+            num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources
+        ),
+        torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),
+        run_config=RunConfig(
+            name=name,
+            storage_path=storage_path,
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
+            failure_config=FailureConfig(max_failures=max_failures),
+            callbacks=callbacks or [],
+        ),
+    )
+
+
+def write_run_files(run_dir: Path, cfg: Config, meta: dict[str, Any]) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / CONFIG_FILE, to_dict(cfg))
+    write_json(run_dir / META_FILE, meta)
+
+
+def run_training(
+    cfg: Config,
+    *,
+    overrides: dict[str, Any] | None = None,
+    address: str | None = None,
+    max_failures: int = 0,
+):
+    """Run ``cfg`` under Ray Train; returns the ``ray.train.Result``. Raises on failure."""
+    init_ray(address)
+    storage = str(Path(cfg.output_dir).expanduser().resolve())
+    run_dir = Path(storage) / cfg.run_name
+    write_run_files(
+        run_dir,
+        cfg,
+        {
+            "experiment": "",
+            "trial_id": "",
+            "run_name": cfg.run_name,
+            "preset": cfg.preset,
+            "seed": cfg.train.seed,
+            "overrides": overrides or {},
+            "group_id": "",
+            "group_label": "",
+        },
+    )
+    trainer = make_trainer(cfg, run_dir, storage_path=storage, name=cfg.run_name, max_failures=max_failures)
+    return trainer.fit()
+
+
+def run_exists(cfg: Config) -> bool:
+    run_dir = Path(cfg.output_dir).expanduser().resolve() / cfg.run_name
+    return run_dir.exists() and any(run_dir.iterdir())
+
+
+def remove_run(cfg: Config) -> None:
+    shutil.rmtree(Path(cfg.output_dir).expanduser().resolve() / cfg.run_name, ignore_errors=True)
