@@ -54,9 +54,7 @@ def resolve_config(preset: str, sets: tuple[str, ...], name: str | None = None) 
 @click.option("--workers", type=int, default=None, help="Shortcut for --set scaling.num_workers=N.")
 @click.option("--gpu/--no-gpu", default=None, help="Shortcut for --set scaling.use_gpu=true/false.")
 @click.option("--address", default=None, help="Ray cluster address (e.g. auto); default: start a local one.")
-@click.option(
-    "--resume", is_flag=True, help="Continue an existing run of the same name from its last checkpoint."
-)
+@click.option("--resume", is_flag=True, help="Continue an existing run of the same name from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing run of the same name first.")
 @click.option(
     "--max-failures",
@@ -66,13 +64,9 @@ def resolve_config(preset: str, sets: tuple[str, ...], name: str | None = None) 
     help="Restart failed workers from the last checkpoint up to this many times.",
 )
 @click.option("--plain", is_flag=True, help="Run in this process without Ray (one worker; for debugging).")
-@click.option(
-    "--dry-run", is_flag=True, help="Print the resolved config and plan, check the data, run nothing."
-)
+@click.option("--dry-run", is_flag=True, help="Print the resolved config and plan, check the data, run nothing.")
 @click.option("--list-keys", is_flag=True, help="List every config key with its type and meaning, then exit.")
-def train(
-    preset, sets, name, workers, gpu, address, resume, overwrite, max_failures, plain, dry_run, list_keys
-):
+def train(preset, sets, name, workers, gpu, address, resume, overwrite, max_failures, plain, dry_run, list_keys):
     """Train one drifting model (Ray Train TorchTrainer; N workers with gloo on CPU, nccl on GPU)."""
     if list_keys:
         for key, tp, doc in describe_keys():

@@ -131,17 +131,14 @@ class DriftConfig:
         _check(self.affinity_floor >= 0, f"drift.affinity_floor must be >= 0, got {self.affinity_floor}")
         _check(self.n_pos >= 1, f"drift.n_pos must be >= 1, got {self.n_pos}")
         _check(self.n_neg >= 2, f"drift.n_neg must be >= 2 (the self pair is masked), got {self.n_neg}")
-        _check(
-            self.classes_per_step >= 1, f"drift.classes_per_step must be >= 1, got {self.classes_per_step}"
-        )
+        _check(self.classes_per_step >= 1, f"drift.classes_per_step must be >= 1, got {self.classes_per_step}")
         _check(self.n_unc >= 0, f"drift.n_unc must be >= 0, got {self.n_unc}")
         _check(self.cfg_alpha_max >= 1, f"drift.cfg_alpha_max must be >= 1, got {self.cfg_alpha_max}")
         self.encoder_layers = tuple(self.encoder_layers)
         self.feature_stats = tuple(self.feature_stats)
         stats = ("loc", "global", "patch2", "patch4")
         _check(
-            all(s in stats for s in self.feature_stats)
-            and len(set(self.feature_stats)) == len(self.feature_stats),
+            all(s in stats for s in self.feature_stats) and len(set(self.feature_stats)) == len(self.feature_stats),
             f"drift.feature_stats must be distinct entries of {', '.join(stats)}; got {self.feature_stats}",
         )
         _check(
@@ -149,10 +146,7 @@ class DriftConfig:
             f"drift.encoder_input_size must be >= 0, got {self.encoder_input_size}",
         )
         _check(
-            self.space == "pixel"
-            or bool(self.feature_stats)
-            or self.feature_pixel_key
-            or self.feature_rms_key,
+            self.space == "pixel" or bool(self.feature_stats) or self.feature_pixel_key or self.feature_rms_key,
             "drift.space=feature needs at least one key: feature_stats, feature_pixel_key or feature_rms_key",
         )
 
@@ -203,12 +197,8 @@ class TrainConfig:
     def __post_init__(self):
         _check(self.steps >= 1, f"train.steps must be >= 1, got {self.steps}")
         _check(self.log_every >= 1, f"train.log_every must be >= 1, got {self.log_every}")
-        _check(
-            self.checkpoint_every >= 0, f"train.checkpoint_every must be >= 0, got {self.checkpoint_every}"
-        )
-        _check(
-            self.keep_checkpoints >= 1, f"train.keep_checkpoints must be >= 1, got {self.keep_checkpoints}"
-        )
+        _check(self.checkpoint_every >= 0, f"train.checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        _check(self.keep_checkpoints >= 1, f"train.keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
         _check(self.threads >= 0, f"train.threads must be >= 0, got {self.threads}")
 
 
@@ -238,9 +228,7 @@ class EvalConfig:
     def __post_init__(self):
         _check(self.every >= 0, f"eval.every must be >= 0, got {self.every}")
         _check(self.num_samples >= 2, f"eval.num_samples must be >= 2, got {self.num_samples}")
-        _check(
-            self.classifier_epochs >= 0, f"eval.classifier_epochs must be >= 0, got {self.classifier_epochs}"
-        )
+        _check(self.classifier_epochs >= 0, f"eval.classifier_epochs must be >= 0, got {self.classifier_epochs}")
         _check(self.cfg_alpha >= 1, f"eval.cfg_alpha must be >= 1, got {self.cfg_alpha}")
         _check(self.grid_per_class >= 1, f"eval.grid_per_class must be >= 1, got {self.grid_per_class}")
         _check(self.batch_size >= 1, f"eval.batch_size must be >= 1, got {self.batch_size}")

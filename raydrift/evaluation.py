@@ -120,9 +120,7 @@ class Evaluator:
             self.yardsticks["eval/classifier_acc"] = float(self.net.accuracy)
 
     def _fid(self, x: torch.Tensor) -> float:
-        stats = FeatureStats().update(
-            self.net.features(x.to(self.device), batch_size=self.cfg.eval.batch_size)
-        )
+        stats = FeatureStats().update(self.net.features(x.to(self.device), batch_size=self.cfg.eval.batch_size))
         return stats_to_fid(stats, self.ref_stats)
 
     @torch.no_grad()
@@ -167,9 +165,7 @@ class Evaluator:
         K, per = self.train.num_classes, self.cfg.eval.grid_per_class
         if len(self.train.sample_shape) != 3:  # 2-D toys: all evaluation samples over the data
             points = self.generate(generator, self.labels).cpu()
-            return save_png(
-                scatter_plot(points, self.train.get(torch.arange(min(len(self.train), 5000)))), path
-            )
+            return save_png(scatter_plot(points, self.train.get(torch.arange(min(len(self.train), 5000)))), path)
         x = self.generate(generator, torch.arange(K).repeat_interleave(per)).cpu()
         return save_png(image_grid(x, rows=K), path)
 

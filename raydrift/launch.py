@@ -144,9 +144,7 @@ def make_trainer(
     return TorchTrainer(
         train_worker,
         train_loop_config={"config": to_dict(cfg), "run_dir": str(run_dir)},
-        scaling_config=ScalingConfig(
-            num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources
-        ),
+        scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),
         run_config=RunConfig(
             name=name,

@@ -181,9 +181,7 @@ def train(
         ckpt_state = checkpoint_state()
         path = None
         if rank == 0:
-            path = save_checkpoint(
-                reporter.checkpoint_root(), state.step, ckpt_state, keep=cfg.train.keep_checkpoints
-            )
+            path = save_checkpoint(reporter.checkpoint_root(), state.step, ckpt_state, keep=cfg.train.keep_checkpoints)
         reporter.report(_progress(state) | metrics, checkpoint=path)
 
     if state.step == 0 and state.stage == 0 and eval_every > 0:
@@ -211,14 +209,10 @@ def train(
         # Generate, drift, update.
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, step)
-        x = model(inputs.noise, inputs.labels, inputs.alpha, inputs.style).view(
-            G, d.n_neg, *data.sample_shape
-        )
+        x = model(inputs.noise, inputs.labels, inputs.alpha, inputs.style).view(G, d.n_neg, *data.sample_shape)
         loss, info = objective(x, pos, neg, w_neg, taus)
         if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"loss became {loss.item()} at step {step} (lr {learning_rate(cfg, step):.3g})"
-            )
+            raise NonFiniteLossError(f"loss became {loss.item()} at step {step} (lr {learning_rate(cfg, step):.3g})")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = (
