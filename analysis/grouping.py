@@ -48,11 +48,7 @@ def resolve_key(name: str, res: Results) -> str:
 
 def varying_keys(res: Results) -> list[str]:
     """Config keys whose value differs between runs (excluding names, paths and seeds)."""
-    return [
-        c
-        for c in res.config_columns
-        if not _NOT_AXES.search(c) and res.runs[c].cast(pl.String).n_unique() > 1
-    ]
+    return [c for c in res.config_columns if not _NOT_AXES.search(c) and res.runs[c].cast(pl.String).n_unique() > 1]
 
 
 def default_by(res: Results) -> list[str]:
@@ -61,14 +57,16 @@ def default_by(res: Results) -> list[str]:
 
 
 def where(res: Results, specs: Sequence[str]) -> Results:
-    """Runs matching every ``key=value`` (numbers compare numerically, other values as shown in labels)."""
+    """Runs matching every ``key=value`` spec; ``key=a|b`` matches either value. Numbers compare
+    numerically, other values as shown in labels (lists as ``(0.02,0.05,0.2)``)."""
     keep = pl.lit(True)
     for spec in specs:
         if "=" not in spec:
             raise GroupingError(f"--where {spec!r} must look like key=value (e.g. kernel=gaussian)")
         name, value = (s.strip() for s in spec.split("=", 1))
         col = resolve_key(name, res)
-        keep = keep & _equals(res.runs[col], value)
+        hits = [_equals(res.runs[col], v.strip()) for v in value.split("|")]
+        keep = keep & pl.any_horizontal(hits)
     out = res.select_runs(keep)
     if out.runs.height == 0:
         raise GroupingError(f"no run matches {' and '.join(specs)}")
@@ -153,9 +151,7 @@ def _label(row: dict, keys: list[str], fmt: str | None) -> str:
         try:
             return fmt.format(**values)
         except KeyError as err:
-            raise GroupingError(
-                f"--label uses {err}, which is not a grouping key ({', '.join(values)})"
-            ) from None
+            raise GroupingError(f"--label uses {err}, which is not a grouping key ({', '.join(values)})") from None
     return ", ".join(f"{k}={v}" for k, v in values.items())
 
 
@@ -171,7 +167,6 @@ def _group_order(runs: pl.DataFrame, keys: list[str]) -> list[str]:
         ranks.append({v: i for i, v in enumerate(values)})
     first = runs.unique("group", keep="first", maintain_order=True)
     rows = [
-        (tuple(r.get(row[k], len(r)) for r, k in zip(ranks, keys)), row["group"])
-        for row in first.iter_rows(named=True)
+        (tuple(r.get(row[k], len(r)) for r, k in zip(ranks, keys)), row["group"]) for row in first.iter_rows(named=True)
     ]
     return [g for _, g in sorted(rows, key=lambda x: x[0])]

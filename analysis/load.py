@@ -139,7 +139,7 @@ def _read_tune_trial(path: Path) -> RunDir:
     if isinstance(params.get("overrides"), dict):
         overrides = dict(params["overrides"])
     else:
-        overrides = {k: v for k, v in _flatten(params).items() if k.split(".")[0] not in _PARAMS_RESERVED}
+        overrides = {k: v for k, v in flatten_config(params).items() if k.split(".")[0] not in _PARAMS_RESERVED}
     trial_id = next((line["trial_id"] for line in lines if line.get("trial_id")), path.name)
     meta = {
         "experiment": params.get("experiment", ""),
@@ -252,7 +252,7 @@ def _run_row(run: str, dirs: list[RunDir]) -> dict[str, Any]:
         "seed": meta.get("seed"),
         "source": "tune" if dirs[0].kind == "tune" else meta.get("source", "raydrift"),
         "paths": ";".join(str(d.path) for d in dirs),
-        "config": _flatten(dirs[0].config),
+        "config": flatten_config(dirs[0].config),
     }
 
 
@@ -295,9 +295,7 @@ def format_value(v: Any) -> str:
 
 def _tidy_frame(long: pl.DataFrame, runs: pl.DataFrame, swept: list[str]) -> pl.DataFrame:
     varying = [
-        c
-        for c in Results(long, runs, long).config_columns
-        if c in swept or runs[c].cast(pl.String).n_unique() > 1
+        c for c in Results(long, runs, long).config_columns if c in swept or runs[c].cast(pl.String).n_unique() > 1
     ]
     protocol = pl.concat_str(
         [pl.format("{}={}", pl.lit(name), pl.col(name).cast(pl.String)) for name in PROVENANCE.values()],
@@ -311,7 +309,7 @@ def _tidy_frame(long: pl.DataFrame, runs: pl.DataFrame, swept: list[str]) -> pl.
     return tidy.select([*TIDY_BASE, *varying]).sort("run", "step", "metric", maintain_order=True)
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_config(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested dict -> dotted keys (lists kept as values; W&B ``{"value": x}`` wrappers unwrapped)."""
     out: dict[str, Any] = {}
     for k, v in d.items():
@@ -321,7 +319,7 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         if isinstance(v, dict) and set(v) == {"value"}:
             v = v["value"]
         if isinstance(v, dict):
-            out.update(_flatten(v, f"{key}."))
+            out.update(flatten_config(v, f"{key}."))
         else:
             out[key] = v
     return out

@@ -59,7 +59,7 @@ def plot_curves(res: Results, grouping: Grouping, metric: str, path: str | Path)
         if part.height == 0:
             continue
         fig, ax = plt.subplots(figsize=(8, 4.8), dpi=120)
-        values = []
+        values, banded = [], False
         for label in grouping.labels:
             runs = [
                 (r["step"].to_numpy().astype(float), r["value"].to_numpy())
@@ -73,12 +73,14 @@ def plot_curves(res: Results, grouping: Grouping, metric: str, path: str | Path)
             ax.plot(band["step"], band["mean"], color=c, lw=1.8, label=f"{label} (n={len(runs)})")
             ok = band["n"] >= 2
             if ok.any():
+                banded = True
                 ax.fill_between(band["step"], band["lo"], band["hi"], where=ok, color=c, alpha=0.22, lw=0)
             values.extend(v for v in band["mean"] if math.isfinite(v))
         name = display(metric) + (f" [{pid}]" if pid else "")
         if metric.startswith("eval/fid") and values and min(values) > 0 and max(values) / min(values) > 10:
             ax.set_yscale("log")
-        ax.set_title(f"{name}: mean and 95% CI over seeds", fontsize=12)
+        what = "mean and 95% CI over seeds" if banded else "one seed per group (no CI band)"
+        ax.set_title(f"{name}: {what}", fontsize=12)
         ax.set_xlabel("step", fontsize=11)
         ax.set_ylabel(name, fontsize=11)
         ax.grid(alpha=0.3)
@@ -114,9 +116,7 @@ def plot_grids(res: Results, grouping: Grouping, step: int, path: str | Path, ma
     if not labels:
         return None
     nrows = min(max_seeds, max(found.filter(pl.col("group") == g).height for g in labels))
-    fig, axes = plt.subplots(
-        nrows, len(labels), figsize=(3.2 * len(labels), 3.3 * nrows + 0.5), dpi=120, squeeze=False
-    )
+    fig, axes = plt.subplots(nrows, len(labels), figsize=(3.2 * len(labels), 3.3 * nrows + 0.5), dpi=120, squeeze=False)
     colours = group_colours(grouping)
     for j, label in enumerate(labels):
         runs = found.filter(pl.col("group") == label).head(nrows).iter_rows(named=True)
@@ -133,7 +133,8 @@ def plot_grids(res: Results, grouping: Grouping, step: int, path: str | Path, ma
                 ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
             else:
                 ax.text(0.5, 0.5, "grid file\nnot found", ha="center", va="center", transform=ax.transAxes)
-            ax.set_xlabel(f"seed {row['seed']}, step {row['step']}", fontsize=9)
+            early = row["step"] < step  # an earlier grid than asked for: say so in red
+            ax.set_xlabel(f"seed {row['seed']}, step {row['step']}", fontsize=9, color="red" if early else "black")
             if i == 0:
                 ax.set_title(textwrap.fill(label, 28), fontsize=10, color=colours[label])
     fig.suptitle(f"Samples at step {step} (last grid at or before it)", fontsize=12)

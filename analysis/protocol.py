@@ -15,9 +15,7 @@ NOT_RECORDED = "not recorded"
 
 def protocol_runs(res: Results) -> pl.DataFrame:
     """``protocol, run, first_step, last_step`` plus the provenance fields, for FID/IS rows."""
-    rows = res.tidy.filter(
-        pl.col("metric").str.starts_with("eval/fid") | pl.col("metric").str.starts_with("eval/is")
-    )
+    rows = res.tidy.filter(pl.col("metric").str.starts_with("eval/fid") | pl.col("metric").str.starts_with("eval/is"))
     return (
         rows.group_by("protocol", "run", maintain_order=True)
         .agg(

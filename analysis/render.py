@@ -61,8 +61,7 @@ def render_table(table: Table, digits: int = 4, first_header: str = "setting") -
         n = row_size(table, label)
         name = f"{label} {PRELIMINARY}" if row_preliminary(table, label) else label
         texts = [
-            format_cell(cells.get((label, h)), table.digits.get(h.split(" [")[0], digits), n)
-            for h in table.headers
+            format_cell(cells.get((label, h)), table.digits.get(h.split(" [")[0], digits), n) for h in table.headers
         ]
         lines.append("| " + " | ".join([name, str(n), *texts]) + " |")
     if table.notes:

@@ -119,9 +119,9 @@ def _metric_values(res: Results, col: Column, gaps: pl.DataFrame, ids: dict[str 
     out = rows.group_by("run", "protocol", maintain_order=True).agg(agg.alias("value"), step.alias("step"))
     if col.stat == "at":
         out = out.join(after.with_columns(pl.lit(True).alias("later")), on=["run", "protocol"], how="left")
-        out = out.with_columns(
-            ((pl.col("step") < col.step) & pl.col("later").is_null()).alias("ended_early")
-        ).drop("later")
+        out = out.with_columns(((pl.col("step") < col.step) & pl.col("later").is_null()).alias("ended_early")).drop(
+            "later"
+        )
     else:
         out = out.with_columns(pl.lit(False).alias("ended_early"))
     pid = pl.lit(None, pl.String)
@@ -130,9 +130,7 @@ def _metric_values(res: Results, col: Column, gaps: pl.DataFrame, ids: dict[str 
     return out.with_columns(pl.col("run").is_in(gap_runs["run"].implode()).alias("missing"), pid.alias("pid"))
 
 
-def _cell(
-    label: str, column: str, pid: str | None, est: Estimate, seeds: int, runs: list[str], **flags
-) -> dict:
+def _cell(label: str, column: str, pid: str | None, est: Estimate, seeds: int, runs: list[str], **flags) -> dict:
     return {
         "group": label,
         "column": column,
@@ -180,9 +178,7 @@ def group_table(res: Results, grouping: Grouping, columns: Sequence[Column], tit
     for (label, header), part in values.group_by("group", "header", maintain_order=True):
         est = mean_ci(part["value"].drop_nulls().to_list())
         flags = {"missing": part["missing"].any(), "ended_early": part["ended_early"].any()}
-        rows.append(
-            _cell(label, header, part["pid"][0], est, part["seed"].n_unique(), part["run"].to_list(), **flags)
-        )
+        rows.append(_cell(label, header, part["pid"][0], est, part["seed"].n_unique(), part["run"].to_list(), **flags))
     cells = pl.DataFrame(rows, schema=_CELL_SCHEMA)
     digits = {f"{c.header}": c.digits for c in columns if c.digits is not None}
     table = Table(title, headers, grouping.labels, cells, grouping, digits=digits)
@@ -190,9 +186,7 @@ def group_table(res: Results, grouping: Grouping, columns: Sequence[Column], tit
     return table
 
 
-def paired_table(
-    res: Results, grouping: Grouping, columns: Sequence[Column], baseline: str, title: str
-) -> Table:
+def paired_table(res: Results, grouping: Grouping, columns: Sequence[Column], baseline: str, title: str) -> Table:
     """Per shared pair key (the seed, plus pooled axes): value(group) - value(baseline); mean +/- 95% CI."""
     keys = grouping.pair_keys
     values = run_values(res, columns).join(grouping.runs.select("run", "group", *keys), on="run")
@@ -202,7 +196,7 @@ def paired_table(
         pl.col("value").mean(), pl.col("run"), pl.col("missing").any(), pl.col("ended_early").any()
     )
     base = per_key.filter(pl.col("group") == baseline).drop("group")
-    rows = []
+    rows, paired_runs = [], set()
     for label in grouping.labels:
         if label == baseline:
             continue
@@ -210,6 +204,7 @@ def paired_table(
             base, on=["header", "pid", *keys], suffix="_base", nulls_equal=False
         )
         pairs = pairs.drop_nulls(["value", "value_base"])
+        paired_runs.update(r for col in ("run", "run_base") for runs in pairs[col] for r in runs)
         for header in headers:
             part = pairs.filter(pl.col("header") == header)
             diffs = (part["value"] - part["value_base"]).to_list()
@@ -222,12 +217,10 @@ def paired_table(
             rows.append(_cell(label, header, pid, mean_ci(diffs), part["seed"].n_unique(), runs, **flags))
     cells = pl.DataFrame(rows, schema=_CELL_SCHEMA)
     digits = {c.header: c.digits for c in columns if c.digits is not None}
-    table = Table(
-        title, headers, [g for g in grouping.labels if g != baseline], cells, grouping, digits=digits
-    )
+    table = Table(title, headers, [g for g in grouping.labels if g != baseline], cells, grouping, digits=digits)
     table.paired = True
     table.notes = [f"Paired on: {', '.join(keys)}; n = number of pairs; difference = group - `{baseline}`."]
-    table.notes += _notes(res, values, grouping, columns)
+    table.notes += _notes(res, values.filter(pl.col("run").is_in(list(paired_runs))), grouping, columns)
     return table
 
 
@@ -237,9 +230,10 @@ def _notes(res: Results, values: pl.DataFrame, grouping: Grouping, columns: Sequ
     for label, keys in grouping.pooled.items():
         if keys:
             notes.append(f"Row `{label}` pools runs that differ in {', '.join(keys)}; n counts runs.")
-    dup = grouping.runs.group_by("group", "seed", maintain_order=True).len().filter(pl.col("len") > 1)
-    for row in dup.iter_rows(named=True):
-        notes.append(f"Row `{row['group']}` has {row['len']} runs with seed {row['seed']}; n counts runs.")
+    units = grouping.runs.group_by("group", *grouping.pair_keys, maintain_order=True).len()
+    for row in units.filter(pl.col("len") > 1).iter_rows(named=True):
+        unit = ", ".join(f"{k}={row[k]}" for k in grouping.pair_keys)
+        notes.append(f"Row `{row['group']}` has {row['len']} runs with {unit}; n counts runs, pairs use their mean.")
     at = next((c.step for c in columns if c.stat == "at"), None)
     metrics = sorted({c.metric for c in columns if c.metric})
     gaps = missing_stages(res.steps, res.tidy, metrics)

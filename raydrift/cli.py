@@ -137,15 +137,15 @@ def _summary(history: list[dict]) -> str:
 
 def _train_ray(cfg: Config, overrides: dict, address: str | None, max_failures: int) -> None:
     from .history import read_history
-    from .launch import run_training
+    from .launch import failure_of, root_cause, run_training
 
     click.echo(f"raydrift: training {cfg.run_name} under Ray Train ({cfg.scaling.num_workers} worker(s))")
     try:
         result = run_training(cfg, overrides=overrides, address=address, max_failures=max_failures)
     except Exception as err:  # Ray wraps worker errors; show the cause, not Ray's stack
-        raise click.ClickException(f"training failed: {_root_cause(err)}") from None
-    if result.error is not None:
-        raise click.ClickException(f"training failed: {_root_cause(result.error)}")
+        raise click.ClickException(f"training failed: {root_cause(err)}") from None
+    if failure := failure_of(result):
+        raise click.ClickException(f"training failed: {failure}")
     run_dir = f"{cfg.output_dir}/{cfg.run_name}"
     click.echo(f"done: {run_dir}\n  " + _summary(read_history(run_dir)))
 
@@ -184,13 +184,6 @@ def _train_plain(cfg: Config, overrides: dict, resume: bool) -> None:
         log=lambda s: click.echo(s),
     )
     click.echo(f"done: {run_dir}\n  " + _summary(read_history(run_dir)))
-
-
-def _root_cause(err: BaseException) -> str:
-    seen = err
-    while seen.__cause__ is not None:
-        seen = seen.__cause__
-    return f"{type(seen).__name__}: {seen}"
 
 
 @main.command()

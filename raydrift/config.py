@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -331,7 +332,8 @@ def flat_keys(cls: type = Config, prefix: str = "") -> dict[str, Any]:
 def apply_overrides(cfg: Config, overrides: dict[str, Any] | list[str]) -> Config:
     """New config with dotted-key overrides: ``["drift.kernel=gaussian"]`` or ``{"drift.kernel": ...}``.
 
-    String values are parsed by the field's type (``0.02,0.05`` or ``[0.02, 0.05]`` for tuples).
+    String values are parsed by the field's type (``0.02,0.05`` or ``[0.02, 0.05]`` for tuples); one
+    item of a tuple field is set with an index: ``drift.temperatures[0]=0.01``.
     """
     if isinstance(overrides, list):
         parsed = {}
@@ -344,14 +346,31 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any] | list[str]) -> Confi
     data = to_dict(cfg)
     leaves = flat_keys()
     for key, value in overrides.items():
-        if key not in leaves:
-            raise ConfigError(_unknown_key_message(key, set(leaves), "the config"))
+        base, index = split_index(key)
+        if base not in leaves:
+            raise ConfigError(_unknown_key_message(base, set(leaves), "the config"))
         node = data
-        *parents, leaf = key.split(".")
+        *parents, leaf = base.split(".")
         for p in parents:
             node = node[p]
-        node[leaf] = _coerce(value, leaves[key], key) if isinstance(value, str) else value
+        tp = leaves[base]
+        if index is None:
+            node[leaf] = _coerce(value, tp, key) if isinstance(value, str) else value
+            continue
+        if typing.get_origin(tp) is not tuple:
+            raise ConfigError(f"{key}: only tuple fields take an index, and {base} is {_type_name(tp)}")
+        items = list(node[leaf])
+        if not 0 <= index < len(items):
+            raise ConfigError(f"{key}: index out of range, {base} has {len(items)} items {tuple(items)}")
+        items[index] = _coerce(value, typing.get_args(tp)[0], key)
+        node[leaf] = items
     return from_dict(data)
+
+
+def split_index(key: str) -> tuple[str, int | None]:
+    """``"drift.temperatures[0]"`` -> ``("drift.temperatures", 0)``; plain keys get ``None``."""
+    match = re.fullmatch(r"(.+)\[(\d+)\]", key)
+    return (match.group(1), int(match.group(2))) if match else (key, None)
 
 
 def describe_keys() -> list[tuple[str, str, str]]:

@@ -25,7 +25,10 @@ input, taken as the RMS so it stays in pixel units.
 The loss (:class:`FeatureObjective`) is the **sum over keys** of each key's drift loss, averaged over its
 groups. Each key is one :func:`raydrift.drift.drift_loss` call over ``G * L`` groups (classes x locations)
 of ``[Cg | Cp | Cn, D]`` samples, so its scale and per-temperature force normalisation are shared across
-all classes and locations, and nothing loops over classes, vectors or temperatures in Python.
+all classes and locations, and nothing loops over classes, vectors or temperatures in Python. The keys'
+fields run eager: ``torch.compile`` of the field is specialised to one shape, and a feature set has dozens
+(measured: past dynamo's recompile limit of 8 and slower than eager on CPU), so ``drift.compile`` applies
+to pixel space only.
 """
 
 from __future__ import annotations
@@ -155,7 +158,7 @@ class FeatureObjective:
                 kernel=self.cfg.kernel,
                 normalization=self.cfg.normalization,
                 affinity_floor=self.cfg.affinity_floor,
-                compile=self.cfg.compile,
+                compile=False,  # one graph per key shape: dozens of recompiles, past dynamo's limit of 8
             )
             loss = loss.mean()
             total = total + loss

@@ -90,15 +90,20 @@ def _quiet_ray_train_logs() -> None:
 
 
 def train_worker(loop_config: dict[str, Any]) -> None:
-    """Per-worker entry point of the ``TorchTrainer``."""
+    """Per-worker entry point of the ``TorchTrainer``.
+
+    ``loop_config``: ``config`` (the run's config dict), ``run_dir`` (where rank 0 writes the history and
+    grids), ``wandb`` (``id``, ``group``, ``name`` of the W&B run). A non-finite loss ends training on every
+    rank at the same step with a final report ``{"failure": reason}`` instead of an exception, so Ray Train
+    does not restart a run that would fail again; the caller turns it into a failed run.
+    """
     import ray.train
     import ray.train.torch
 
-    _quiet_ray_train_logs()
-
     from .evaluation import Evaluator
-    from .loop import train
+    from .loop import NonFiniteLossError, train
 
+    _quiet_ray_train_logs()
     cfg = from_dict(loop_config["config"])
     run_dir = loop_config.get("run_dir")
     ctx = ray.train.get_context()
@@ -112,18 +117,51 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     def make_evaluator(cfg, data, device):
         return Evaluator(cfg, data, device, Path(run_dir) / "samples" if run_dir else None)
 
-    checkpoint = ray.train.get_checkpoint()
-    with checkpoint.as_directory() if checkpoint else nullcontext(None) as ckpt_dir:
-        train(
+    reporter = RayReporter(rank, run_dir)
+    if rank == 0 and cfg.wandb.mode != "disabled" and run_dir:
+        from .wandb_logger import WandbReporter
+
+        w = loop_config.get("wandb", {})
+        reporter = WandbReporter(
+            reporter,
             cfg,
-            RayReporter(rank, run_dir),
-            rank=rank,
-            world_size=world_size,
-            device=device,
-            resume_from=Path(ckpt_dir) if ckpt_dir else None,
-            evaluator_factory=make_evaluator,
-            log=(lambda s: print(s, flush=True)) if rank == 0 else (lambda s: None),
+            run_dir=Path(run_dir),
+            id=w.get("id", cfg.run_name),
+            group=w.get("group", ""),
+            name=w.get("name", cfg.run_name),
         )
+    checkpoint = ray.train.get_checkpoint()
+    try:
+        with checkpoint.as_directory() if checkpoint else nullcontext(None) as ckpt_dir:
+            train(
+                cfg,
+                reporter,
+                rank=rank,
+                world_size=world_size,
+                device=device,
+                resume_from=Path(ckpt_dir) if ckpt_dir else None,
+                evaluator_factory=make_evaluator,
+                log=(lambda s: print(s, flush=True)) if rank == 0 else (lambda s: None),
+            )
+    except NonFiniteLossError as err:
+        reporter.report({"step": err.step, "failure": str(err)})
+    finally:
+        if hasattr(reporter, "finish"):
+            reporter.finish()
+
+
+def failure_of(result) -> str | None:
+    """The reason a finished Train run failed (an error, or a reported non-finite loss), else None."""
+    if result.error is not None:
+        return root_cause(result.error)
+    return (result.metrics or {}).get("failure")
+
+
+def root_cause(err: BaseException) -> str:
+    seen = err
+    while seen.__cause__ is not None:
+        seen = seen.__cause__
+    return f"{type(seen).__name__}: {seen}"
 
 
 def make_trainer(
@@ -134,6 +172,7 @@ def make_trainer(
     name: str,
     max_failures: int = 0,
     callbacks: list | None = None,
+    wandb: dict[str, str] | None = None,
 ):
     """A ``TorchTrainer`` for ``cfg`` (workers, resources, checkpoints, failure policy from the config)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -143,7 +182,7 @@ def make_trainer(
     resources = {"CPU": s.cpus_per_worker} | ({"GPU": s.gpus_per_worker} if s.use_gpu else {})
     return TorchTrainer(
         train_worker,
-        train_loop_config={"config": to_dict(cfg), "run_dir": str(run_dir)},
+        train_loop_config={"config": to_dict(cfg), "run_dir": str(run_dir), "wandb": wandb or {}},
         scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),
         run_config=RunConfig(
@@ -172,6 +211,8 @@ def run_training(
     """Run ``cfg`` under Ray Train; returns the ``ray.train.Result``. Raises on failure."""
     init_ray(address)
     storage = str(Path(cfg.output_dir).expanduser().resolve())
+    from .wandb_logger import run_id
+
     run_dir = Path(storage) / cfg.run_name
     write_run_files(
         run_dir,
@@ -187,7 +228,14 @@ def run_training(
             "group_label": "",
         },
     )
-    trainer = make_trainer(cfg, run_dir, storage_path=storage, name=cfg.run_name, max_failures=max_failures)
+    trainer = make_trainer(
+        cfg,
+        run_dir,
+        storage_path=storage,
+        name=cfg.run_name,
+        max_failures=max_failures,
+        wandb={"id": run_id(cfg.run_name, f"s{cfg.train.seed}"), "group": "", "name": cfg.run_name},
+    )
     return trainer.fit()
 
 

@@ -24,12 +24,17 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, to_dict
 from .data import ClassQueues, Dataset, load_dataset
 from .drift import anneal_temperatures
+from .exchange import gather_step
 from .models import Generator
 from .objective import build_objective
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or inf; the run stops (a study marks the trial failed and goes on)."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
 
 
 class Reporter(Protocol):
@@ -210,16 +215,27 @@ def train(
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, step)
         x = model(inputs.noise, inputs.labels, inputs.alpha, inputs.style).view(G, d.n_neg, *data.sample_shape)
+        scale = 1
+        if d.exchange == "gather" and world_size > 1:
+            x, pos, neg, w_neg, scale = gather_step(x, pos, neg, w_neg)
         loss, info = objective(x, pos, neg, w_neg, taus)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"loss became {loss.item()} at step {step} (lr {learning_rate(cfg, step):.3g})")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = (
+        (loss * scale).backward()
+        grad_norm = torch.as_tensor(
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip)
             if cfg.optim.grad_clip > 0
             else _grad_norm(net)
         )
+        # Stop every rank at the same step if any rank's loss (or the shared gradient) is not finite.
+        bad = torch.tensor(float(not (torch.isfinite(loss) and torch.isfinite(grad_norm))), device=device)
+        if world_size > 1:
+            dist.all_reduce(bad)
+        if bad.item() > 0:
+            raise NonFiniteLossError(
+                f"loss became {loss.item()} at step {step} (grad norm {grad_norm.item()}, "
+                f"lr {learning_rate(cfg, step):.3g})",
+                step,
+            )
         opt.step()
 
         # Update EMA.
@@ -268,9 +284,9 @@ def _classes_for_step(K: int, G: int, seed: int, step: int, device) -> torch.Ten
     return torch.randperm(K, generator=g)[:G].sort().values.to(device)
 
 
-def _grad_norm(net: torch.nn.Module) -> float:
+def _grad_norm(net: torch.nn.Module) -> torch.Tensor:
     norms = [p.grad.detach().norm() for p in net.parameters() if p.grad is not None]
-    return float(torch.stack(norms).norm()) if norms else 0.0
+    return torch.stack(norms).norm() if norms else torch.zeros(())
 
 
 def _progress(state: TrainState) -> dict[str, Any]:

@@ -73,3 +73,12 @@ def test_every_key_is_documented_and_presets_are_valid():
 def test_toy_preset_consistency_is_checked():
     with pytest.raises(ConfigError, match="toy2d needs model.arch=mlp"):
         apply_overrides(get_preset("toy2d"), ["model.arch=dit"])
+
+
+def test_indexed_tuple_items():
+    cfg = apply_overrides(Config(), {"drift.temperatures[0]": 0.01, "drift.temperatures[2]": "0.5"})
+    assert cfg.drift.temperatures == (0.01, 0.05, 0.5)
+    with pytest.raises(ConfigError, match="index out of range"):
+        apply_overrides(Config(), ["drift.temperatures[3]=0.1"])
+    with pytest.raises(ConfigError, match="only tuple fields take an index"):
+        apply_overrides(Config(), ["drift.kernel[0]=gaussian"])

@@ -1,0 +1,120 @@
+"""One analysis end to end: load, group, the report's tables, markdown, files and plots.
+
+``analyze(...)`` computes; ``Analysis.markdown()`` renders; ``write(analysis, out)`` writes ``report.md``,
+each table as ``.md``/``.csv``/``.parquet``, the tidy and per-run frames as Parquet, and the PNG plots.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from .grouping import Grouping, make_grouping, short_name, where
+from .load import Results, load
+from .protocol import protocol_notes
+from .render import render_table, write_table
+from .tables import REPORT_METRICS, SUMMARY_COLUMNS, Table, group_table, matched_columns, paired_table
+
+
+@dataclass
+class Analysis:
+    results: Results
+    grouping: Grouping
+    tables: dict[str, Table]  # file stem -> table, in report order
+    at_steps: list[int]
+    metrics: list[str]
+    sources: list[str] = field(default_factory=list)
+
+    def header(self) -> list[str]:
+        runs, g = self.results.runs, self.grouping
+        seeds = sorted({g.seeds(label) for label in g.labels})
+        by = ", ".join(short_name(k) for k in g.by) or "(none: all runs in one group)"
+        lines = [
+            f"Experiments: {', '.join(runs['experiment'].unique(maintain_order=True).to_list())}",
+            f"Runs: {runs.height} in {len(g.labels)} groups, grouped by {by}; "
+            f"seeds per group: {', '.join(map(str, seeds))}.",
+        ]
+        if any(g.preliminary(label) for label in g.labels):
+            lines.append("Rows resting on one seed are preliminary: run at least two seeds before concluding.")
+        return lines + protocol_notes(self.results)
+
+    def markdown(self, digits: int = 4) -> str:
+        parts = ["# raydrift analyze", "", *(f"{line}  " for line in self.header()), ""]
+        parts += [render_table(t, digits) for t in self.tables.values()]
+        return "\n".join(parts)
+
+
+def analyze(
+    sources: Sequence[str | os.PathLike],
+    *,
+    by: Sequence[str] | None = None,
+    where_: Sequence[str] = (),
+    label: str | None = None,
+    at_steps: Sequence[int] = (),
+    baseline: str | None = None,
+    metrics: Sequence[str] = REPORT_METRICS,
+) -> Analysis:
+    """The report's tables for the runs under ``sources`` (see ``raydrift analyze --help``)."""
+    res = load(sources)
+    if where_:
+        res = where(res, where_)
+    grouping = make_grouping(res, by, label)
+    tables = {"summary": group_table(res, grouping, SUMMARY_COLUMNS, "Summary per group (mean ± 95% CI over seeds)")}
+    for n in at_steps:
+        title = f"Matched step {n} (last value at or before step {n}; mean ± 95% CI over seeds)"
+        tables[f"matched_step_{n}"] = group_table(res, grouping, matched_columns(n, metrics), title)
+    if baseline is not None:
+        base = grouping.find(baseline)
+        title = f"Paired difference vs `{base}` (group - baseline on shared seeds, mean ± 95% CI)"
+        tables["paired_summary"] = paired_table(res, grouping, SUMMARY_COLUMNS[1:], base, title)
+        for n in at_steps:
+            title = f"Paired difference vs `{base}` at step {n} (group - baseline on shared seeds)"
+            tables[f"paired_step_{n}"] = paired_table(res, grouping, matched_columns(n, metrics), base, title)
+    return Analysis(res, grouping, tables, list(at_steps), list(metrics), [str(s) for s in sources])
+
+
+def write(analysis: Analysis, out: str | os.PathLike, digits: int = 4, plots: bool = True) -> list[Path]:
+    """Write the report, tables, frames and (``plots``) PNGs under ``out``; return the files written."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = out / "report.md"
+    report.write_text(analysis.markdown(digits))
+    files = [report]
+    for stem, table in analysis.tables.items():
+        files += write_table(table, out / stem, digits)
+    res = analysis.results
+    res.tidy.write_parquet(out / "tidy.parquet")
+    res.runs.join(analysis.grouping.runs.select("run", "group"), on="run").write_parquet(out / "runs.parquet")
+    files += [out / "tidy.parquet", out / "runs.parquet"]
+    if plots:
+        files += make_plots(analysis, out)
+    return files
+
+
+def make_plots(analysis: Analysis, out: Path) -> list[Path]:
+    from .plots import plot_curves, plot_grids
+
+    res, g = analysis.results, analysis.grouping
+    files = []
+    logged = set(res.tidy["metric"].unique().to_list())
+    for metric in analysis.metrics:
+        if metric in logged:
+            files += plot_curves(res, g, metric, out / f"curve_{metric.replace('/', '_')}.png")
+    steps = analysis.at_steps or [int(res.runs["final_step"].min())]
+    for step in steps:
+        path = plot_grids(res, g, step, out / f"grids_step_{step}.png")
+        if path is not None:
+            files.append(path)
+    return files
+
+
+def runs_listing(res: Results, grouping: Grouping) -> pl.DataFrame:
+    """What ``--dry-run`` prints: each run with its group, seed, stages and final step."""
+    cols = ["group", "run", "seed", "stages", "final_step", "group_id", "experiment"]
+    order = pl.DataFrame({"group": grouping.labels, "order": range(len(grouping.labels))})
+    runs = res.runs.join(grouping.runs.select("run", "group"), on="run").join(order, on="group")
+    return runs.sort("order", "seed").select(cols)

@@ -1,0 +1,256 @@
+"""`raydrift analyze` on a hand-built experiment whose every table cell is computed by hand here.
+
+Five runs in two config groups (kernel laplace: seeds 0, 1; gaussian: seeds 0, 1, 2). Run a1 is staged with
+an overlapping resume: stage 0 logged steps 100-300 (and an eval at 300), stage 1 resumed from the step-200
+checkpoint and re-logged step 300 with another loss, so stage 0's step-300 loss (4.1) and FID (50) must be
+gone. Run b0's stage 0 logged no FID/IS (so its FID stays missing there and the table marks it). Run b2 ends
+at step 300 (matched step 400 flags it). t quantiles are typed in: t(0.975, 1) and t(0.975, 2).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+from fixtures.analysis_helpers import parse_tables, run_cli, table, write_run
+
+from analysis.cli import analyze
+from analysis.load import load
+from analysis.merge import merge_stages
+
+T975 = {2: 12.706204736174707, 3: 4.302652729749464}  # t_{0.975, n-1} for n values
+PROV = {"eval/fid_net": "lenet:digits:e30:1a2b3c4d", "eval/fid_samples": 1000, "eval/fid_ref": "digits:train"}
+PROV["eval/fid_ref_n"] = 1797
+
+
+def rec(step, stage=0, loss=None, fid=None, is_=None):
+    r = {"time": 0.0, "step": step, "images_seen": step * 640, "stage": stage}
+    if loss is not None:
+        r["train/loss"] = loss
+    if fid is not None:
+        r |= {"eval/fid": fid, "eval/is": is_, "eval/grid": f"samples/step_{step:09d}.png"} | PROV
+    return r
+
+
+RUNS = {  # name: (kernel, group_id, seed, records)
+    "trial_a0": ("laplace", "aaaa1111", 0, [
+        rec(0, fid=300, is_=1.0), rec(100, loss=5.0), rec(200, loss=4.0, fid=100, is_=2.0),
+        rec(300, loss=4.5), rec(400, loss=4.2, fid=80, is_=2.5)]),
+    "trial_a1": ("laplace", "aaaa1111", 1, [
+        rec(0, fid=310, is_=1.1), rec(100, loss=5.2), rec(200, loss=4.4, fid=120, is_=1.8),
+        rec(300, loss=4.1, fid=50, is_=3.0),  # stage 0 after the checkpoint: replaced by stage 1
+        rec(300, 1, loss=4.6), rec(400, 1, loss=4.3, fid=90, is_=2.3)]),
+    "trial_b0": ("gaussian", "bbbb2222", 0, [
+        rec(100, loss=5.1), rec(200, loss=4.0),  # stage 0: FID/IS not logged
+        rec(300, 1, loss=3.9), rec(400, 1, loss=4.0, fid=60, is_=2.8)]),
+    "trial_b1": ("gaussian", "bbbb2222", 1, [
+        rec(0, fid=305, is_=1.0), rec(100, loss=5.0), rec(200, loss=3.8, fid=70, is_=2.6),
+        rec(300, loss=3.9), rec(400, loss=3.7, fid=55, is_=2.9)]),
+    "trial_b2": ("gaussian", "bbbb2222", 2, [
+        rec(0, fid=300, is_=1.2), rec(100, loss=5.3), rec(200, loss=4.1, fid=65, is_=2.5), rec(300, loss=4.2)]),
+}  # fmt: skip
+
+
+@pytest.fixture
+def experiment(tmp_path: Path) -> Path:
+    root = tmp_path / "kernels"
+    for name, (kernel, gid, seed, records) in RUNS.items():
+        write_run(root, name, kernel, gid, seed, records)
+    (root / "tuner.pkl").write_bytes(b"")  # Tune's own files beside the trials are ignored
+    (root / "experiment_state-2026.json").write_text("{}")
+    return root
+
+
+def cell(values: list[float], row_n: int, digits: int = 4, marks: str = "") -> str:
+    """The expected cell text, computed by hand: mean, and t * sd / sqrt(n) for n >= 2."""
+    n = len(values)
+    if n == 0:
+        return "—"
+    mean = sum(values) / n
+    text = f"{mean:.{digits}f}"
+    if n >= 2:
+        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+        if sd > 0:
+            text += f" ± {T975[n] * sd / math.sqrt(n):.{digits}f}"
+    if n != row_n:
+        text += f" (n={n})"
+    return text + marks
+
+
+def test_summary_table_every_cell(experiment):
+    tables = parse_tables(run_cli(str(experiment)))
+    t = table(tables, "Summary per group")
+    assert list(t) == ["kernel=laplace", "kernel=gaussian"]  # grouped by the swept key, study order
+    lap, gau = t["kernel=laplace"], t["kernel=gaussian"]
+    assert lap["n"] == "2" and gau["n"] == "3"
+    assert lap["final step"] == "400"
+    assert gau["final step"] == cell([400, 400, 300], 3, digits=0)  # "367 ± 143"
+    # laplace: a0 and a1 (merged: 5.2, 4.4, 4.6, 4.3; FID 310, 120, 90; IS 1.1, 1.8, 2.3)
+    assert lap["min train/loss"] == cell([4.0, 4.3], 2)
+    assert lap["last train/loss"] == cell([4.2, 4.3], 2)
+    assert lap["min FID"] == cell([80, 90], 2)
+    assert lap["last FID"] == cell([80, 90], 2)
+    assert lap["max IS"] == cell([2.5, 2.3], 2)
+    assert lap["last IS"] == cell([2.5, 2.3], 2)
+    # gaussian: b0 (merged loss 5.1, 4.0, 3.9, 4.0; FID only in stage 1), b1, b2
+    assert gau["min train/loss"] == cell([3.9, 3.7, 4.1], 3)
+    assert gau["last train/loss"] == cell([4.0, 3.7, 4.2], 3)
+    assert gau["min FID"] == cell([60, 55, 65], 3, marks=" †")
+    assert gau["last FID"] == cell([60, 55, 65], 3, marks=" †")
+    assert gau["max IS"] == cell([2.8, 2.9, 2.5], 3, marks=" †")
+    assert gau["last IS"] == cell([2.8, 2.9, 2.5], 3, marks=" †")
+
+
+def test_missing_stage_note_and_no_zero(experiment):
+    out = run_cli(str(experiment))
+    assert "† run trial_b0, stage 0 (steps 100-200): no eval/fid, eval/is logged" in out
+    res = load(experiment)
+    b0 = res.tidy.filter((pl.col("run") == "trial_b0") & (pl.col("metric") == "eval/fid"))
+    assert b0.select("step", "value", "stage").rows() == [(400, 60.0, 1)]  # missing, never zero
+    assert res.runs.filter(pl.col("run") == "trial_b0")["stages"].to_list() == [[0, 1]]
+
+
+def test_matched_step_tables_every_cell(experiment):
+    tables = parse_tables(run_cli(str(experiment), "--at-step", "400", "--at-step", "300"))
+    t = table(tables, "Matched step 400")
+    lap, gau = t["kernel=laplace"], t["kernel=gaussian"]
+    assert lap["train/loss @400"] == cell([4.2, 4.3], 2)
+    assert lap["FID @400"] == cell([80, 90], 2)
+    assert lap["IS @400"] == cell([2.5, 2.3], 2)
+    # b2 ends at step 300: its loss is from step 300 and its FID/IS from step 200 (flagged ‡)
+    assert gau["train/loss @400"] == cell([4.0, 3.7, 4.2], 3, marks=" ‡")
+    assert gau["FID @400"] == cell([60, 55, 65], 3, marks=" † ‡")
+    assert gau["IS @400"] == cell([2.8, 2.9, 2.5], 3, marks=" † ‡")
+    t = table(tables, "Matched step 300")
+    lap, gau = t["kernel=laplace"], t["kernel=gaussian"]
+    assert lap["train/loss @300"] == cell([4.5, 4.6], 2)  # a1: stage 1's 4.6, not stage 0's 4.1
+    assert lap["FID @300"] == cell([100, 120], 2)  # a1: the eval at 200; stage 0's FID at 300 is gone
+    assert lap["IS @300"] == cell([2.0, 1.8], 2)
+    assert gau["train/loss @300"] == cell([3.9, 3.9, 4.2], 3)
+    assert gau["FID @300"] == cell([70, 65], 3, marks=" ‡")  # b0 has no FID before 400
+    assert gau["IS @300"] == cell([2.6, 2.5], 3, marks=" ‡")
+
+
+def test_matched_step_notes(experiment):
+    out = run_cli(str(experiment), "--at-step", "400")
+    assert "‡ run trial_b2 has nothing later (it ends at step 300)" in out
+    assert "FID @400 from step 200" in out and "train/loss @400 from step 300" in out
+
+
+def test_paired_differences_on_shared_seeds(experiment):
+    out = run_cli(str(experiment), "--at-step", "400", "--baseline", "kernel=laplace")
+    tables = parse_tables(out)
+    # shared seeds 0 and 1 (b2 has no laplace partner): gaussian - laplace per seed
+    row = table(tables, "Paired difference vs `kernel=laplace` (")["kernel=gaussian"]
+    assert row["n"] == "2"
+    assert row["min train/loss"] == cell([3.9 - 4.0, 3.7 - 4.3], 2)
+    assert row["last train/loss"] == cell([4.0 - 4.2, 3.7 - 4.3], 2)
+    assert row["min FID"] == cell([60 - 80, 55 - 90], 2, marks=" †")
+    assert row["last FID"] == cell([60 - 80, 55 - 90], 2, marks=" †")
+    assert row["max IS"] == cell([2.8 - 2.5, 2.9 - 2.3], 2, marks=" †")
+    assert row["last IS"] == cell([2.8 - 2.5, 2.9 - 2.3], 2, marks=" †")
+    row = table(tables, "Paired difference vs `kernel=laplace` at step 400")["kernel=gaussian"]
+    assert row["train/loss @400"] == cell([4.0 - 4.2, 3.7 - 4.3], 2)
+    assert row["FID @400"] == cell([60 - 80, 55 - 90], 2, marks=" †")
+    assert "Paired on: seed;" in out
+    assert "trial_b2" not in out.split("at step 400 (group")[1]  # unpaired run: no notes about it
+    # the baseline can also be named by label or group_id
+    assert parse_tables(run_cli(str(experiment), "--baseline", "aaaa1111")) == parse_tables(
+        run_cli(str(experiment), "--baseline", "kernel=laplace")
+    )
+
+
+def test_files_hold_the_numbers(experiment, tmp_path):
+    out = tmp_path / "out"
+    run_cli(str(experiment), "--at-step", "400", "--baseline", "kernel=laplace", "--out", str(out), "--no-plots")
+    cells = pl.read_csv(out / "summary.csv")
+    row = cells.filter((pl.col("group") == "kernel=gaussian") & (pl.col("column") == "min FID")).row(0, named=True)
+    sd = math.sqrt(((60 - 60) ** 2 + (55 - 60) ** 2 + (65 - 60) ** 2) / 2)
+    assert row["n"] == 3 and row["seeds"] == 3 and row["mean"] == pytest.approx(60.0)
+    assert row["sd"] == pytest.approx(sd) and row["ci95"] == pytest.approx(T975[3] * sd / math.sqrt(3))
+    assert row["missing_stages"] and not row["preliminary"]
+    assert pl.read_parquet(out / "matched_step_400.parquet").equals(
+        pl.read_csv(out / "matched_step_400.csv", schema=pl.read_parquet(out / "matched_step_400.parquet").schema)
+    )
+    assert (out / "report.md").read_text().startswith("# raydrift analyze")
+    tidy = pl.read_parquet(out / "tidy.parquet")
+    assert {"experiment", "trial_id", "group_id", "seed", "step", "images_seen", "metric", "value"} <= set(tidy.columns)
+    assert {"fid_net", "fid_samples", "fid_ref", "fid_ref_n", "protocol", "drift.kernel"} <= set(tidy.columns)
+
+
+def test_one_seed_is_preliminary(experiment):
+    out = run_cli(str(experiment), "--where", "seed=0|2", "--by", "kernel")  # seed is a config key here too
+    t = table(parse_tables(out), "Summary per group")
+    assert list(t) == ["kernel=laplace (1 seed, preliminary)", "kernel=gaussian"]
+    assert t["kernel=laplace (1 seed, preliminary)"]["min FID"] == "80.0000"
+
+
+def test_where_label_and_dry_run(experiment):
+    out = run_cli(str(experiment), "--where", "kernel=gaussian", "--label", "{kernel} kernel")
+    assert list(table(parse_tables(out), "Summary per group")) == ["gaussian kernel"]
+    listing = run_cli(str(experiment), "--dry-run")
+    assert "trial_b2" in listing and "kernel=gaussian" in listing and "Summary" not in listing
+    result = CliRunner().invoke(analyze, [str(experiment), "--by", "nonexistent"])
+    assert result.exit_code != 0 and "no config key 'nonexistent'" in result.output
+
+
+def test_merge_rule_later_stage_wins_from_its_first_step():
+    """Stage 0's records at or after stage 1's first step go, even at steps stage 1 did not re-log; records
+    of one stage at one step combine key by key (the later record winning)."""
+    records = [  # (stage, step, metric, value)
+        (0, 10, "train/loss", 1.0), (0, 20, "train/loss", 2.0), (0, 30, "train/loss", 3.0),
+        (0, 40, "eval/fid", 9.0), (1, 25, "train/loss", 2.5), (1, 45, "train/loss", 4.5),
+        (1, 45, "eval/fid", 8.0), (1, 45, "eval/fid", 7.0),
+    ]  # fmt: skip
+    long = pl.DataFrame(
+        [("r", s, t, i, None, m, v) for i, (s, t, m, v) in enumerate(records)],
+        schema={"run": pl.String, "stage": pl.Int64, "step": pl.Int64, "seq": pl.Int64, "images_seen": pl.Int64}
+        | {"metric": pl.String, "value": pl.Float64},
+        orient="row",
+    )
+    steps, merged = merge_stages(long.select("run", "stage", "step", "seq", "images_seen"), long)
+    assert steps["step"].to_list() == [10, 20, 25, 45]
+    assert merged.sort("step", "metric").select("stage", "step", "metric", "value").rows() == [
+        (0, 10, "train/loss", 1.0),
+        (0, 20, "train/loss", 2.0),
+        (1, 25, "train/loss", 2.5),
+        (1, 45, "eval/fid", 7.0),
+        (1, 45, "train/loss", 4.5),
+    ]
+
+
+def test_tune_trial_without_our_files(tmp_path):
+    """A trial synced from S3 with only Tune's result.json and params.json."""
+    trial = tmp_path / "study" / "trial_abc12_00001"
+    trial.mkdir(parents=True)
+    params = {"group_id": "g1", "group_label": "drift.kernel=gaussian", "seed": 3, "drift.kernel": "gaussian"}
+    (trial / "params.json").write_text(json.dumps(params))
+    lines = [
+        {"step": 100, "stage": 0, "train/loss": 5.0, "training_iteration": 1, "trial_id": "abc12_00001"},
+        {"step": 200, "stage": 0, "train/loss": 4.0, "eval/fid": 70.0, "training_iteration": 2},
+        {"step": 200, "stage": 1, "train/loss": 4.5, "training_iteration": 1, "config": params},
+    ]
+    (trial / "result.json").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    res = load(tmp_path / "study")
+    run = res.runs.row(0, named=True)
+    assert (run["trial_id"], run["group_id"], run["seed"], run["drift.kernel"]) == ("abc12_00001", "g1", 3, "gaussian")
+    assert res.swept == ["drift.kernel"]
+    loss = res.tidy.filter(pl.col("metric") == "train/loss").select("step", "value").rows()
+    assert loss == [(100, 5.0), (200, 4.5)]
+    assert res.tidy.filter(pl.col("metric") == "eval/fid").height == 0  # stage 1 re-logged step 200
+
+
+def test_stage_from_meta_and_logical_runs(tmp_path):
+    """Two directories declaring one logical_run are its stages (stage from meta.json when records lack it)."""
+    for stage, rows in enumerate([[(10, 1.0), (20, 0.5)], [(15, 0.9), (30, 0.8)]]):
+        d = tmp_path / "exp" / f"part{stage}"
+        d.mkdir(parents=True)
+        (d / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "train/loss": v}) + "\n" for s, v in rows))
+        (d / "meta.json").write_text(json.dumps({"logical_run": "r", "stage": stage, "seed": 0}))
+    res = load(tmp_path / "exp")
+    assert res.runs["run"].to_list() == ["r"] and res.runs["final_step"].to_list() == [30]
+    assert res.tidy.select("stage", "step", "value").rows() == [(0, 10, 1.0), (1, 15, 0.9), (1, 30, 0.8)]
