@@ -29,6 +29,8 @@ class _DefaultGroup(click.Group):
 def analyze() -> None:
     """Seed-averaged and matched-step tables (mean ± 95% CI), paired differences and plots.
 
+    `raydrift analyze DIR ...` runs the `report` subcommand (see `raydrift analyze report --help`).
+
     \b
     Examples:
       raydrift analyze runs/kernels                                  # report per swept config
@@ -109,7 +111,7 @@ def _wandb_options(f):
     "where_",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Keep only runs whose config matches; repeatable (all must hold).",
+    help="Keep only runs whose config matches (KEY=A|B: either); repeatable (all must hold).",
 )
 @click.option(
     "--label",
@@ -238,10 +240,17 @@ def export_wandb(path, out, download_media, filters, run_ids, stages, step_key, 
 def _export(path, out, filters, run_ids, stages, step_key, rename, seed_key, download_media):
     from .wandb_export import export_runs, parse_filters, parse_stages, wandb_api
 
+    bad = [r for r in rename if "=" not in r]
+    if bad:
+        raise click.BadParameter(f"{bad[0]!r} must look like OLD=NEW (e.g. fid=eval/fid)", param_hint="--rename")
+    renames = dict(r.split("=", 1) for r in rename)
     try:
-        renames = dict(r.split("=", 1) for r in rename)
+        api = wandb_api()
+    except Exception as err:  # no wandb, no login: say so instead of a traceback
+        raise click.ClickException(f"the W&B public API is not available ({type(err).__name__}: {err})") from None
+    try:
         return export_runs(
-            wandb_api(),
+            api,
             path,
             out,
             filters=parse_filters(filters),

@@ -25,6 +25,7 @@ Frames (``Results``):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -40,30 +41,28 @@ from raydrift.history import CONFIG_FILE, META_FILE, METRICS_FILE, read_history
 from .merge import merge_stages
 
 TUNE_RESULT_FILE, TUNE_PARAMS_FILE = "result.json", "params.json"
-PROVENANCE = {"eval/fid_net": "fid_net", "eval/fid_samples": "fid_samples", "eval/fid_ref": "fid_ref"}
-PROVENANCE["eval/fid_ref_n"] = "fid_ref_n"
+# Provenance keys of an eval record -> tidy column names.
+PROVENANCE = {
+    "eval/fid_net": "fid_net",
+    "eval/fid_samples": "fid_samples",
+    "eval/fid_ref": "fid_ref",
+    "eval/fid_ref_n": "fid_ref_n",
+}
 GRID_KEY = "eval/grid"
 RECORD_KEYS = {"time", "step", "images_seen", "stage"}
 RUN_COLUMNS = ["experiment", "run", "trial_id", "group_id", "group_label", "seed"]
-TIDY_BASE = [
-    *RUN_COLUMNS,
-    "stage",
-    "step",
-    "images_seen",
-    "metric",
-    "value",
-    "protocol",
-    *PROVENANCE.values(),
-]
-TIDY_BASE.append("grid")
+TIDY_BASE = [*RUN_COLUMNS, "stage", "step", "images_seen", "metric", "value", "protocol", *PROVENANCE.values(), "grid"]
 # Params keys the study runner adds beside the overrides (not config keys).
 _PARAMS_RESERVED = {"group_id", "group_label", "seed", "preset", "experiment", "run_name", "trial_id"}
 _SKIP_DIRS = {"samples", "checkpoints", "wandb", "__pycache__"}
 
 
+PROTOCOL_PREFIXES = ("eval/fid", "eval/is")  # metrics whose value depends on the FID/IS protocol
+
+
 def is_protocol_metric(metric: str) -> bool:
     """FID- and IS-like metrics depend on the feature network, sample count and reference split."""
-    return metric.startswith(("eval/fid", "eval/is"))
+    return metric.startswith(PROTOCOL_PREFIXES)
 
 
 @dataclass
@@ -88,15 +87,22 @@ class Results:
 
     @property
     def config_columns(self) -> list[str]:
-        fixed = {"experiment", "run", "trial_id", "run_name", "group_id", "group_label", "seed"}
-        fixed |= {"source", "paths", "stages", "final_step"}
-        return [c for c in self.runs.columns if c not in fixed]
+        return config_columns(self.runs)
 
     def select_runs(self, keep: pl.Series | pl.Expr) -> Results:
         """Results restricted to the runs where ``keep`` (a boolean over ``runs``) holds."""
         runs = self.runs.filter(keep)
         selected = pl.col("run").is_in(runs["run"].implode())
         return Results(self.tidy.filter(selected), runs, self.steps.filter(selected), self.swept)
+
+
+_RUN_FIELDS = {"experiment", "run", "trial_id", "run_name", "group_id", "group_label", "seed", "source", "paths"}
+_RUN_FIELDS |= {"stages", "final_step"}
+
+
+def config_columns(runs: pl.DataFrame) -> list[str]:
+    """The config columns of a ``runs`` frame (everything but the run's own fields)."""
+    return [c for c in runs.columns if c not in _RUN_FIELDS]
 
 
 def is_run_dir(path: Path) -> bool:
@@ -129,6 +135,9 @@ def read_run_dir(path: str | os.PathLike) -> RunDir:
 
 
 def _read_tune_trial(path: Path) -> RunDir:
+    """A trial directory with only Tune's files: metric keys from each result line; the trial's Tune config
+    (params.json) gives the overrides and the seed (``seed`` or ``train.seed``), plus ``group_id`` and
+    ``group_label`` where the study runner put them (else derived from the overrides)."""
     params = _read_json(path / TUNE_PARAMS_FILE)
     lines = _read_jsonl(path / TUNE_RESULT_FILE)
     records = []
@@ -136,24 +145,27 @@ def _read_tune_trial(path: Path) -> RunDir:
         rec = {k: v for k, v in line.items() if k in RECORD_KEYS or "/" in k}
         rec.setdefault("step", line.get("training_iteration"))
         records.append(rec)
+    flat = flatten_config(params)
+    seed = next((flat[k] for k in ("seed", "train.seed") if flat.get(k) is not None), None)
     if isinstance(params.get("overrides"), dict):
-        overrides = dict(params["overrides"])
+        overrides = flatten_config(params["overrides"])
     else:
-        overrides = {k: v for k, v in flatten_config(params).items() if k.split(".")[0] not in _PARAMS_RESERVED}
-    trial_id = next((line["trial_id"] for line in lines if line.get("trial_id")), path.name)
+        overrides = {k: v for k, v in flat.items() if k not in _PARAMS_RESERVED and k != "train.seed"}
+    label = ",".join(f"{k.rsplit('.', 1)[-1]}={format_value(v)}" for k, v in sorted(overrides.items()))
+    digest = hashlib.sha1(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:8]
     meta = {
         "experiment": params.get("experiment", ""),
-        "trial_id": trial_id,
+        "trial_id": next((line["trial_id"] for line in lines if line.get("trial_id")), path.name),
         "run_name": params.get("run_name", path.name),
-        "group_id": params.get("group_id", ""),
-        "group_label": params.get("group_label", ""),
-        "seed": params.get("seed"),
+        "group_id": params.get("group_id") or digest,
+        "group_label": params.get("group_label") or label,
+        "seed": seed,
         "overrides": overrides,
         "preset": params.get("preset", ""),
     }
     config = dict(overrides) | {"preset": meta["preset"]}
-    if meta["seed"] is not None:
-        config["train.seed"] = meta["seed"]
+    if seed is not None:
+        config["train.seed"] = seed
     return RunDir(path, "tune", meta, config, records)
 
 
@@ -234,14 +246,17 @@ def _resolve_grid(path: Any, run_dir: Path) -> str | None:
     if not isinstance(path, str) or not path:
         return None
     p = Path(path)
-    for candidate in (p, run_dir / p, run_dir / "samples" / p.name):
+    for candidate in (run_dir / "samples" / p.name, p, run_dir / p):  # the run dir's own copy first
         if candidate.is_file():
             return str(candidate)
     return path
 
 
 def _run_row(run: str, dirs: list[RunDir]) -> dict[str, Any]:
-    meta = dirs[0].meta
+    meta, config = dirs[0].meta, flatten_config(dirs[0].config)
+    seed = meta.get("seed")
+    if seed is None:  # no meta.json (or none recorded): the config's seed
+        seed = next((config[k] for k in ("train.seed", "seed") if isinstance(config.get(k), int)), None)
     return {
         "experiment": meta.get("experiment", ""),
         "run": run,
@@ -249,10 +264,10 @@ def _run_row(run: str, dirs: list[RunDir]) -> dict[str, Any]:
         "run_name": str(meta.get("run_name") or dirs[0].path.name),
         "group_id": str(meta.get("group_id") or ""),
         "group_label": str(meta.get("group_label") or ""),
-        "seed": meta.get("seed"),
+        "seed": seed,
         "source": "tune" if dirs[0].kind == "tune" else meta.get("source", "raydrift"),
         "paths": ";".join(str(d.path) for d in dirs),
-        "config": flatten_config(dirs[0].config),
+        "config": config,
     }
 
 
@@ -294,16 +309,14 @@ def format_value(v: Any) -> str:
 
 
 def _tidy_frame(long: pl.DataFrame, runs: pl.DataFrame, swept: list[str]) -> pl.DataFrame:
-    varying = [
-        c for c in Results(long, runs, long).config_columns if c in swept or runs[c].cast(pl.String).n_unique() > 1
-    ]
+    varying = [c for c in config_columns(runs) if c in swept or runs[c].cast(pl.String).n_unique() > 1]
     protocol = pl.concat_str(
         [pl.format("{}={}", pl.lit(name), pl.col(name).cast(pl.String)) for name in PROVENANCE.values()],
         separator=", ",
         ignore_nulls=True,
     )
     recorded = pl.any_horizontal(pl.col(n).is_not_null() for n in PROVENANCE.values())
-    is_protocol = pl.col("metric").str.starts_with("eval/fid") | pl.col("metric").str.starts_with("eval/is")
+    is_protocol = pl.any_horizontal(pl.col("metric").str.starts_with(p) for p in PROTOCOL_PREFIXES)
     long = long.with_columns(pl.when(is_protocol & recorded).then(protocol).otherwise(None).alias("protocol"))
     tidy = long.join(runs.select([*RUN_COLUMNS, *varying]), on="run", how="left")
     return tidy.select([*TIDY_BASE, *varying]).sort("run", "step", "metric", maintain_order=True)

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import polars as pl
 
-from .load import PROVENANCE, Results
+from .load import PROTOCOL_PREFIXES, PROVENANCE, Results
 
 NOT_RECORDED = "not recorded"
 
 
 def protocol_runs(res: Results) -> pl.DataFrame:
     """``protocol, run, first_step, last_step`` plus the provenance fields, for FID/IS rows."""
-    rows = res.tidy.filter(pl.col("metric").str.starts_with("eval/fid") | pl.col("metric").str.starts_with("eval/is"))
+    rows = res.tidy.filter(pl.any_horizontal(pl.col("metric").str.starts_with(p) for p in PROTOCOL_PREFIXES))
     return (
         rows.group_by("protocol", "run", maintain_order=True)
         .agg(

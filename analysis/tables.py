@@ -114,8 +114,8 @@ def _metric_values(res: Results, col: Column, gaps: pl.DataFrame, ids: dict[str 
         "last": pl.col("value").last(),
         "at": pl.col("value").last(),
     }[col.stat]
-    where = pl.col("step").get(pl.col("value").arg_min() if col.stat == "min" else pl.col("value").arg_max())
-    step = where if col.stat in ("min", "max") else pl.col("step").last()
+    extreme_step = pl.col("step").get(pl.col("value").arg_min() if col.stat == "min" else pl.col("value").arg_max())
+    step = extreme_step if col.stat in ("min", "max") else pl.col("step").last()
     out = rows.group_by("run", "protocol", maintain_order=True).agg(agg.alias("value"), step.alias("step"))
     if col.stat == "at":
         out = out.join(after.with_columns(pl.lit(True).alias("later")), on=["run", "protocol"], how="left")
@@ -165,7 +165,8 @@ def _headers(values: pl.DataFrame, columns: Sequence[Column]) -> tuple[list[str]
     )
     headers = []
     for col in columns:
-        found = values.filter(pl.col("column") == col.header)["header"].unique().sort().to_list()
+        found = values.filter(pl.col("column") == col.header).unique("header")
+        found = found.sort(pl.col("pid").str.slice(1).cast(pl.Int64), nulls_last=True)["header"].to_list()
         headers.extend(found or [col.header])
     return headers, values
 
@@ -180,7 +181,7 @@ def group_table(res: Results, grouping: Grouping, columns: Sequence[Column], tit
         flags = {"missing": part["missing"].any(), "ended_early": part["ended_early"].any()}
         rows.append(_cell(label, header, part["pid"][0], est, part["seed"].n_unique(), part["run"].to_list(), **flags))
     cells = pl.DataFrame(rows, schema=_CELL_SCHEMA)
-    digits = {f"{c.header}": c.digits for c in columns if c.digits is not None}
+    digits = {c.header: c.digits for c in columns if c.digits is not None}
     table = Table(title, headers, grouping.labels, cells, grouping, digits=digits)
     table.notes = _notes(res, values, grouping, columns)
     return table

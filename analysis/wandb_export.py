@@ -74,12 +74,13 @@ def export_runs(
 ) -> list[Path]:
     """Write one run directory per W&B run of ``path`` (``entity/project``) under ``out``.
 
-    ``run_ids`` (plus every run named in ``stages``) restricts the export to those runs; ``stages`` maps a
-    run id to ``(logical run, stage)``. Returns the run directories written.
+    ``filters`` is a W&B filter dict; ``run_ids`` restricts the export to those runs (and the runs named in
+    ``stages``, which maps a run id to ``(logical run, stage)``). Every run named in ``run_ids`` or ``stages``
+    must be found. Returns the run directories written.
     """
     stages = dict(stages or {})
     query = dict(filters or {})
-    wanted = list(dict.fromkeys([*run_ids, *stages]))
+    wanted = list(dict.fromkeys([*run_ids, *stages])) if run_ids else []
     if wanted:
         query = {"$and": [query, {"name": {"$in": wanted}}]} if query else {"name": {"$in": wanted}}
     written, seen = [], set()
@@ -95,7 +96,7 @@ def export_runs(
         write_json(run_dir / META_FILE, _meta(run, path, config, logical, stage, seed_key))
         written.append(run_dir)
         seen.add(run.id)
-    missing = set(wanted) - seen
+    missing = (set(run_ids) | set(stages)) - seen
     if missing:
         raise LookupError(f"W&B runs not found in {path}: {', '.join(sorted(missing))}")
     return written

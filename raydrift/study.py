@@ -16,6 +16,7 @@ A study file sets module-level names (only ``SPACE`` is required):
     TIME_BUDGET_S = None                     # stop starting/continuing trials after this many seconds
     TRIAL = {"num_workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0.25, "max_failures": 2}
     PRESETS = {"mnist": {"train.steps": 20000}}   # extra FIXED overrides when run with --preset mnist
+    TIED = {"drift.n_pos": "drift.n_neg"}    # keys that take another SPACE key's sampled value
 
 Problems (syntax errors, unknown names or config keys, values a key cannot take, unsupported domains)
 raise :class:`StudyError` naming the file and line.
@@ -49,6 +50,7 @@ ALLOWED_NAMES = {
     "TIME_BUDGET_S",
     "TRIAL",
     "PRESETS",
+    "TIED",
 }
 SEARCH_ALGORITHMS = ("grid", "hyperopt")
 TRIAL_KEYS = {"num_workers", "cpus_per_worker", "gpus_per_worker", "use_gpu", "max_failures"}
@@ -77,6 +79,7 @@ class Study:
     time_budget_s: float | None = None
     trial: dict[str, Any] = field(default_factory=dict)
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tied: dict[str, str] = field(default_factory=dict)
 
     @property
     def algorithm(self) -> str:
@@ -90,10 +93,15 @@ class Study:
                 out[f"scaling.{key}"] = self.trial[key]
         return out
 
+    def trial_overrides(self, params: dict[str, Any], seed: int) -> dict[str, Any]:
+        """Base overrides + sampled ``params`` + tied keys + seed."""
+        sampled = {k: _plain(v) for k, v in params.items()}
+        tied = {target: sampled[source] for target, source in self.tied.items()}
+        return self.base_overrides() | sampled | tied | {"train.seed": seed}
+
     def trial_config(self, params: dict[str, Any], seed: int) -> Config:
         """The full config of one trial: preset + base overrides + sampled ``params`` + seed."""
-        overrides = self.base_overrides() | {k: _plain(v) for k, v in params.items()} | {"train.seed": seed}
-        return apply_overrides(get_preset(self.preset), overrides)
+        return apply_overrides(get_preset(self.preset), self.trial_overrides(params, seed))
 
     def base_config(self) -> Config:
         return apply_overrides(get_preset(self.preset), self.base_overrides())
@@ -176,6 +184,7 @@ def load_study(path: str | Path, *, preset: str | None = None, seeds: list[int] 
         time_budget_s=get("TIME_BUDGET_S", None),
         trial=dict(get("TRIAL", {})),
         presets=dict(get("PRESETS", {})),
+        tied=dict(get("TIED", {})),
     )
     validate(study, tree)
     return study
@@ -212,6 +221,11 @@ def validate(study: Study, tree: ast.AST | None = None) -> None:
     if study.scheduler is not None:
         for key in set(study.scheduler) - SCHEDULER_KEYS:
             fail(f"unknown SCHEDULER setting {key!r}; allowed: {', '.join(sorted(SCHEDULER_KEYS))}", needle=key)
+    for target, source in study.tied.items():
+        if source not in study.space:
+            fail(f"TIED[{target!r}] = {source!r} must name a SPACE key", needle=source)
+        if split_index(target)[0] not in flat_keys():
+            fail(_unknown_key(target, flat_keys()), needle=target)
     for preset_name in study.presets:
         if preset_name not in PRESET_FUNCTIONS:
             fail(f"PRESETS has unknown preset {preset_name!r}", needle=preset_name)
@@ -251,9 +265,11 @@ def validate(study: Study, tree: ast.AST | None = None) -> None:
             values = [domain]
         if not values:
             fail(f"{key}: empty list of values", needle=key)
+        tied_to = [t for t, src in study.tied.items() if src == key]
         for value in values:
+            v = _plain(value) if not isinstance(value, str) else value
             try:
-                apply_overrides(base, {key: _plain(value) if not isinstance(value, str) else value})
+                apply_overrides(base, {key: v} | {t: v for t in tied_to})
             except ConfigError as err:
                 fail(f"{key}: value {value!r} is not accepted: {err}", needle=key)
             except TypeError:
@@ -284,6 +300,7 @@ def resolved(study: Study) -> dict[str, Any]:
         "max_concurrent": study.max_concurrent,
         "time_budget_s": study.time_budget_s,
         "trial": _plain(study.trial),
+        "tied": study.tied,
         "base_config": to_dict(study.base_config()),
     }
 

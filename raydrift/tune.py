@@ -31,46 +31,41 @@ class TrialFailed(RuntimeError):
     """Raised in a trial's driver so Tune marks the trial ERROR with the reason."""
 
 
-def run_trial(config: dict[str, Any], spec: dict[str, Any]) -> None:
+def run_trial(config: dict[str, Any], study: Study, experiment: str, experiment_dir: str) -> None:
     """Tune function trainable: one configuration x one seed as a Ray Train run."""
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from .launch import failure_of, make_trainer, write_run_files
-    from .presets import get_preset
-    from .config import apply_overrides
     from .wandb_logger import run_id
 
-    params = {k: config[k] for k in spec["space_keys"]}
-    seed = config["train.seed"] if "train.seed" in config else spec["seeds"][config["__trial_index__"]]
-    cfg = apply_overrides(get_preset(spec["preset"]), spec["base"] | params | {"train.seed": seed})
+    params = {k: config[k] for k in sorted(study.space)}
+    seed = config["train.seed"] if "train.seed" in config else study.seeds[config["__trial_index__"]]
+    cfg = study.trial_config(params, seed)
     ctx = tune.get_context()
     trial_id, trial_dir = ctx.get_trial_id(), Path(ctx.get_trial_dir())
-    gid, label = group_id(spec["preset"], params, spec["base"]), group_label(params)
+    base = study.base_overrides()
+    gid, label = group_id(study.preset, params, base), group_label(params)
     meta = {
-        "experiment": spec["experiment"],
+        "experiment": experiment,
         "trial_id": trial_id,
         "run_name": f"{label}-s{seed}",
         "group_id": gid,
         "group_label": label,
         "seed": seed,
         "overrides": params,
-        "fixed": spec["base"],
-        "preset": spec["preset"],
+        "fixed": base,
+        "preset": study.preset,
     }
     write_run_files(trial_dir, cfg, meta)
     trainer = make_trainer(
         cfg,
         trial_dir,
-        storage_path=spec["experiment_dir"],
+        storage_path=experiment_dir,
         name=f"train-{trial_id}",
-        max_failures=spec["max_failures"],
+        max_failures=int(study.trial.get("max_failures", 2)),
         callbacks=[TuneReportCallback()],
-        wandb={
-            "id": run_id(spec["experiment"], trial_id),
-            "group": f"{spec['experiment']}-{gid}",
-            "name": f"{label}-seed{seed}",
-        },
+        wandb={"id": run_id(experiment, trial_id), "group": f"{experiment}-{gid}", "name": f"{label}-seed{seed}"},
     )
     result = trainer.fit()
     if reason := failure_of(result):
@@ -83,25 +78,13 @@ def images_per_step(study: Study) -> int:
     return classes * cfg.drift.n_neg * cfg.scaling.num_workers
 
 
-def _trial_spec(study: Study, experiment: str, experiment_dir: str) -> dict[str, Any]:
-    return {
-        "preset": study.preset,
-        "base": study.base_overrides(),
-        "space_keys": sorted(study.space),
-        "seeds": study.seeds,
-        "experiment": experiment,
-        "experiment_dir": experiment_dir,
-        "max_failures": int(study.trial.get("max_failures", 2)),
-    }
-
-
 def build_tuner_parts(study: Study, experiment: str, experiment_dir: str):
     """(trainable, param_space, tune_config) for a fresh run or a restore."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, spec=_trial_spec(study, experiment, experiment_dir)),
+        tune.with_parameters(run_trial, study=study, experiment=experiment, experiment_dir=experiment_dir),
         {"cpu": 0, "memory": 256 * 2**20},  # the driver only waits on its TorchTrainer
     )
     param_space = dict(study.space)

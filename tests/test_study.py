@@ -1,0 +1,78 @@
+"""Study files are validated before any trial starts: clear errors naming the file and line."""
+
+import pytest
+from conftest import REPO
+
+from raydrift.study import StudyError, group_id, group_label, load_study
+
+GOOD = '''"""A test study."""
+from ray import tune
+
+PRESET = "digits"
+SPACE = {
+    "drift.kernel": tune.grid_search(["laplace", "gaussian"]),
+    "drift.n_neg": tune.grid_search([16, 32]),
+}
+TIED = {"drift.n_pos": "drift.n_neg"}
+FIXED = {"train.steps": 10}
+SEEDS = [0, 1]
+'''
+
+
+def test_good_study_loads_with_trial_configs(study_file):
+    study = load_study(study_file(GOOD))
+    assert study.preset == "digits" and study.seeds == [0, 1] and study.description == "A test study."
+    cfg = study.trial_config({"drift.kernel": "gaussian", "drift.n_neg": 32}, seed=1)
+    assert cfg.drift.kernel == "gaussian" and cfg.drift.n_pos == cfg.drift.n_neg == 32
+    assert cfg.train.seed == 1 and cfg.train.steps == 10
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "search_spaces").glob("*.py")), ids=lambda p: p.stem)
+def test_every_shipped_study_is_valid(path):
+    study = load_study(path)
+    assert study.description and study.seeds
+    assert study.base_config().data.dataset == "digits"  # the default runs without downloads
+    for preset in study.presets:
+        load_study(path, preset=preset)
+
+
+@pytest.mark.parametrize(
+    "source,match",
+    [
+        ("SPACE = {'drift.kernel': [1, 2}\n", r"study.py:1: syntax error"),
+        ("from ray import tune\n\nSPACE = {\n  'drift.kernal': tune.grid_search(['laplace']),\n}\n",
+         r"study.py:4: unknown config key 'drift.kernal' \(did you mean drift.kernel"),
+        ("from ray import tune\nSPACE = {'drift.kernel': tune.grid_search(['laplace', 'cauchy'])}\n",
+         r"study.py:2: drift.kernel: value 'cauchy' is not accepted"),
+        ("SPACE = {'drift.n_neg': 8}\nSEARCH_SPACE = {}\n", r"study.py:2: unknown study setting SEARCH_SPACE"),
+        ("SPACE = {'drift.n_neg': 8}\nSEEDS = [0, 0]\n", r"study.py:2: SEEDS has duplicates"),
+        ("from ray import tune\nSPACE = {'optim.lr': tune.grid_search([1e-3])}\nSEARCH = {'algorithm': 'hyperopt'}\n",
+         r"optim.lr: grid_search cannot be used with hyperopt"),
+        ("from ray import tune\nSPACE = {'optim.lr': tune.loguniform(1e-4, 1e-2)}\n",
+         r"continuous domains need SEARCH"),
+        ("SPACE = {'drift.n_neg': 8}\nTIED = {'drift.n_pos': 'drift.npos'}\n", r"study.py:2: TIED"),
+        ("SPACE = {'train.seed': 3}\n", r"seeds are their own axis"),
+        ("SPACE = {'drift.n_neg': 8}\nFIXED = {'train.stpes': 5}\n", r"study.py:2: unknown config key 'train.stpes'"),
+        ("x = 1 / 0\nSPACE = {}\n", r"study.py:1: ZeroDivisionError"),
+        ("FIXED = {}\n", r"a study needs SPACE"),
+        ("SPACE = {'drift.n_neg': 8}\nPRESET = 'imagenet'\n", r"study.py:2: unknown preset 'imagenet'"),
+    ],
+)
+def test_bad_study_files_name_file_and_line(study_file, source, match):
+    with pytest.raises(StudyError, match=match):
+        load_study(study_file(source))
+
+
+def test_missing_file_lists_the_studies_next_to_it(tmp_path, study_file):
+    study_file(GOOD, name="kernels.py")
+    with pytest.raises(StudyError, match=r"no such study file \(studies there: kernels.py\)"):
+        load_study(tmp_path / "kernel.py")
+
+
+def test_group_ids_ignore_the_seed_and_labels_are_readable():
+    a = group_id("digits", {"drift.kernel": "gaussian"}, {"train.steps": 10})
+    assert a == group_id("digits", {"drift.kernel": "gaussian"}, {"train.steps": 10})
+    assert a != group_id("digits", {"drift.kernel": "laplace"}, {"train.steps": 10})
+    assert group_label({"drift.kernel": "gaussian", "drift.temperatures": (0.02, 0.2)}) == (
+        "kernel=gaussian,temperatures=0.02/0.2"
+    )
