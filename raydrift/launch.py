@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from .config import Config, from_dict, to_dict
-from .history import CONFIG_FILE, META_FILE, append_record, write_json
+from .history import CONFIG_FILE, META_FILE, append_record
+from .storage import RunDirMirror, is_uri, write_json_files
 
 # Set before Ray starts; the driver's RAY_TRAIN_* variables reach the controller and workers.
 RAY_ENV_DEFAULTS = {
@@ -44,9 +46,16 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, temp_di
     if address:
         ray.init(address=address, log_to_driver=True)
         return
+    # Train V2 frees a stopped trial's workers from an actor that finds the state API by auto-detecting
+    # the local cluster; with a second Ray instance on the machine that fails and the resources leak
+    # (the next trials wait forever). Pin the address for every process of this cluster instead.
+    port = _free_port()
+    os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
     ray.init(
         num_cpus=num_cpus,
         include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        dashboard_port=port,
         object_store_memory=256 * 2**20,
         _temp_dir=temp_dir,
         log_to_driver=True,
@@ -55,12 +64,21 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, temp_di
     )
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class RayReporter:
     """Reporter for a Ray Train worker (see :class:`raydrift.loop.Reporter`)."""
 
     def __init__(self, rank: int, run_dir: str | None):
         self.rank = rank
-        self.run_dir = Path(run_dir) if run_dir else None
+        # rank 0 writes the run's files where every node sees them: in place on a shared path, else into a
+        # local copy that is uploaded after every report (see raydrift.storage)
+        self.mirror = RunDirMirror(run_dir) if rank == 0 and run_dir and is_uri(run_dir) else None
+        self.run_dir = self.mirror.local if self.mirror else Path(run_dir) if run_dir and not is_uri(run_dir) else None
         self._tmp = Path(tempfile.mkdtemp(prefix="raydrift-ckpt-"))
 
     def checkpoint_root(self) -> Path:
@@ -71,10 +89,16 @@ class RayReporter:
 
         if self.rank == 0 and self.run_dir is not None:
             append_record(self.run_dir, metrics)
+            if self.mirror:
+                self.mirror.sync()
         ckpt = ray.train.Checkpoint.from_directory(str(checkpoint)) if checkpoint else None
         ray.train.report(metrics, checkpoint=ckpt)  # uploads the checkpoint before returning
         if checkpoint:
             shutil.rmtree(checkpoint, ignore_errors=True)
+
+    def finish(self) -> None:
+        if self.mirror:
+            self.mirror.close()
 
 
 def _quiet_ray_train_logs() -> None:
@@ -114,18 +138,20 @@ def train_worker(loop_config: dict[str, Any]) -> None:
 
         torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
 
-    def make_evaluator(cfg, data, device):
-        return Evaluator(cfg, data, device, Path(run_dir) / "samples" if run_dir else None)
+    reporter = base = RayReporter(rank, run_dir)
+    local_dir = base.run_dir  # rank 0: the run dir, or a local copy of it when it is a URI
 
-    reporter = RayReporter(rank, run_dir)
-    if rank == 0 and cfg.wandb.mode != "disabled" and run_dir:
+    def make_evaluator(cfg, data, device):
+        return Evaluator(cfg, data, device, local_dir / "samples" if local_dir else None)
+
+    if rank == 0 and cfg.wandb.mode != "disabled" and local_dir:
         from .wandb_logger import WandbReporter
 
         w = loop_config.get("wandb", {})
         reporter = WandbReporter(
             reporter,
             cfg,
-            run_dir=Path(run_dir),
+            run_dir=local_dir,
             id=w.get("id", cfg.run_name),
             group=w.get("group", ""),
             name=w.get("name", cfg.run_name),
@@ -146,8 +172,9 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     except NonFiniteLossError as err:
         reporter.report({"step": err.step, "failure": str(err)})
     finally:
-        if hasattr(reporter, "finish"):
+        if reporter is not base:
             reporter.finish()
+        base.finish()
 
 
 def failure_of(result) -> str | None:
@@ -166,7 +193,7 @@ def root_cause(err: BaseException) -> str:
 
 def make_trainer(
     cfg: Config,
-    run_dir: Path,
+    run_dir: str | Path,
     *,
     storage_path: str,
     name: str,
@@ -195,10 +222,9 @@ def make_trainer(
     )
 
 
-def write_run_files(run_dir: Path, cfg: Config, meta: dict[str, Any]) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / CONFIG_FILE, to_dict(cfg))
-    write_json(run_dir / META_FILE, meta)
+def write_run_files(run_dir: str | Path, cfg: Config, meta: dict[str, Any]) -> None:
+    """``config.json`` and ``meta.json`` into ``run_dir`` (a path or a storage URI)."""
+    write_json_files(run_dir, {CONFIG_FILE: to_dict(cfg), META_FILE: meta})
 
 
 def run_training(
