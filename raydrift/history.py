@@ -18,11 +18,12 @@ from typing import Any
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
 META_FILE = "meta.json"
+EVALUATIONS_FILE = "evaluations.jsonl"  # `raydrift evaluate` results (other protocols than the run's own)
 
 
-def append_record(run_dir: str | os.PathLike, record: dict[str, Any]) -> None:
-    """Append ``record`` (plus wall-clock ``time``) to ``run_dir/metrics.jsonl``; NaN/inf become null."""
-    path = Path(run_dir) / METRICS_FILE
+def append_record(run_dir: str | os.PathLike, record: dict[str, Any], name: str = METRICS_FILE) -> None:
+    """Append ``record`` (plus wall-clock ``time``) to ``run_dir/<name>``; NaN/inf become null."""
+    path = Path(run_dir) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
     with open(path, "a") as f:

@@ -90,3 +90,40 @@ def test_plain_run_end_to_end(tmp_path):
     assert "step       6/6" in r.output and "FID" in r.output and "class-mean generator FID" in r.output
     run_dir = tmp_path / "digits"
     assert {p.name for p in run_dir.iterdir()} >= {"config.json", "meta.json", "metrics.jsonl", "samples"}
+
+
+def test_evaluate_a_finished_run_under_another_protocol(tmp_path):
+    cache = tmp_path / "cache"
+    r = run(
+        "train",
+        "--preset",
+        "digits",
+        "--plain",
+        "--set",
+        f"output_dir={tmp_path}",
+        "--set",
+        "train.steps=4",
+        "--set",
+        "eval.every=0",
+        "--set",
+        "drift.compile=false",
+        "--set",
+        "eval.num_samples=100",
+        "--set",
+        "train.log_every=2",
+        "--set",
+        f"eval.cache_dir={cache}",
+        "--name",
+        "ev",
+    )
+    assert r.exit_code == 0, r.output
+    r = run("evaluate", str(tmp_path / "ev"), "--num-samples", "300", "--reference", "test")
+    assert r.exit_code == 0, r.output
+    assert "step 4: FID" in r.output and "300 samples vs digits:test" in r.output
+    (record,) = [json.loads(line) for line in (tmp_path / "ev" / "evaluations.jsonl").read_text().splitlines()]
+    assert record["step"] == 4 and record["eval/fid_ref"] == "digits:test" and record["eval/fid_samples"] == 300
+    # The run's own history keeps only its own protocol.
+    refs = {
+        json.loads(line).get("eval/fid_ref") for line in (tmp_path / "ev" / "metrics.jsonl").read_text().splitlines()
+    }
+    assert refs <= {None, "digits:train"}
