@@ -4,16 +4,18 @@
 ``[N, dim]`` (and class logits ``[N, K]`` where the net has them) out, batched internally, under no_grad.
 The LeNet here gives a fast FID (and a classifier Inception-style score) on CPU and in tests; standard
 Inception FID is ``raydrift.inception``. A LeNet FID is comparable only to FIDs with the same ``id``: the id
-carries a hash of the training data, architecture and schedule.
+carries a hash of the trained weights themselves (training is bit-exact only for a fixed thread count).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import time
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -49,9 +51,7 @@ class FeatureNet(ABC):
         """Class logits ``[N, K]`` (float32, on ``x``'s device); raises if the net has none."""
         return self._run(x, batch_size, want_logits=True)[1]
 
-    def features_and_logits(
-        self, x: torch.Tensor, batch_size: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def features_and_logits(self, x: torch.Tensor, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Both from one forward pass (FID and IS of the same samples)."""
         return self._run(x, batch_size, want_logits=True)
 
@@ -176,6 +176,26 @@ def accuracy(net: FeatureNet, x: torch.Tensor | np.ndarray, y: torch.Tensor | np
     return (pred == torch.as_tensor(y).long()).float().mean().item()
 
 
+def weights_hash(model: nn.Module) -> str:
+    """8 hex digits of a hash of every parameter and buffer (names and bytes)."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:8]
+
+
+@contextmanager
+def _locked(path: Path):
+    """An exclusive advisory lock on ``path`` (created if missing) for the duration of the block."""
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def load_or_train_classifier(
     dataset_id: str,
     x: torch.Tensor | np.ndarray,
@@ -211,34 +231,30 @@ def load_or_train_classifier(
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     h.update(x.contiguous().numpy().tobytes())
     h.update(y.numpy().tobytes())
-    hash8 = h.hexdigest()[:8]
-    net_id = f"lenet:{dataset_id}:e{epochs}:{hash8}"
-    path = Path(cache_dir) / f"classifier-{dataset_id}-{hash8}.pt"
+    path = Path(cache_dir) / f"classifier-{dataset_id}-{h.hexdigest()[:8]}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
 
-    from_cache = path.exists()
-    if from_cache:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        model = LeNet(**ckpt["config"])
-        model.load_state_dict(ckpt["state_dict"])
-        model.to(device)
-    else:
-        # No lock: workers racing on a cold cache each train the same model and write a whole file.
-        t0 = time.perf_counter()
-        model = train_classifier(
-            x, y, num_classes, epochs=epochs, seed=seed, batch_size=batch_size, lr=lr, device=device
-        )
-        config = dict(in_channels=x.shape[1], image_size=tuple(x.shape[2:]), num_classes=num_classes)
-        ckpt = dict(
-            config=config,
-            state_dict=model.state_dict(),
-            id=net_id,
-            train_seconds=time.perf_counter() - t0,
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-        torch.save(ckpt, tmp)
-        os.replace(tmp, path)
-
+    # One process trains, the others wait and load its weights: racing trainers would each use their own
+    # (thread-count dependent) weights under one name, and reference statistics would not match them.
+    with _locked(path.with_name(path.name + ".lock")):
+        from_cache = path.exists()
+        if from_cache:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            model = LeNet(**ckpt["config"])
+            model.load_state_dict(ckpt["state_dict"])
+        else:
+            t0 = time.perf_counter()
+            model = train_classifier(
+                x, y, num_classes, epochs=epochs, seed=seed, batch_size=batch_size, lr=lr, device=device
+            )
+            config = dict(in_channels=x.shape[1], image_size=tuple(x.shape[2:]), num_classes=num_classes)
+            ckpt = dict(config=config, state_dict=model.cpu().state_dict(), train_seconds=time.perf_counter() - t0)
+            tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+            torch.save(ckpt, tmp)
+            os.replace(tmp, path)
+    model.to(device)
+    # The id names the weights themselves: FIDs are comparable exactly when their ids are equal.
+    net_id = f"lenet:{dataset_id}:e{epochs}:{weights_hash(model)}"
     net = ClassifierFeatureNet(model, net_id, from_cache=from_cache)
     if x_test is not None and y_test is not None:
         net.accuracy = accuracy(net, x_test, y_test)

@@ -69,9 +69,7 @@ def test_training_is_deterministic(digits):
     b = train_classifier(x, y, 10, epochs=2, seed=3, batch_size=32)
     c = train_classifier(x, y, 10, epochs=2, seed=4, batch_size=32)
     assert torch.equal(torch.get_rng_state(), state)  # the global RNG is left alone
-    assert all(
-        torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
-    )
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
     assert not torch.equal(a.fc.weight, c.fc.weight)
 
 
@@ -109,3 +107,28 @@ def test_fid_yardstick_real_halves_far_below_class_means(net, digits, cache_dir)
     fid_means = stats_to_fid(FeatureStats().update(net.features(fake)), ref)
     assert fid_real < 0.2 * fid_means  # measured: 2.1 vs 28.5 (MNIST, 2-epoch LeNet: 1.4 vs 542)
     assert within_class_diversity(fake, y_te) < 1e-6 < 0.5 * within_class_diversity(x_te, y_te)
+
+
+def _train_in_subprocess(args):
+    cache_dir, threads = args
+    torch.set_num_threads(threads)
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32)[:, None] / 8 - 1
+    return load_or_train_classifier("digits", x, torch.tensor(d.target), 10, cache_dir, epochs=1, seed=0).id
+
+
+def test_racing_processes_share_one_trained_net(tmp_path):
+    """Concurrent first uses (e.g. two trials) wait for one trainer instead of each using its own weights."""
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(2) as pool:
+        ids = pool.map(_train_in_subprocess, [(tmp_path, 1), (tmp_path, 2)])
+    assert ids[0] == ids[1]
+    assert len(list(tmp_path.glob("classifier-digits-*.pt"))) == 1
+
+
+def test_id_names_the_weights(digits, tmp_path):
+    x_tr, y_tr, _, _ = digits
+    a = load_or_train_classifier("digits", x_tr, y_tr, 10, tmp_path / "a", epochs=1, seed=0)
+    b = load_or_train_classifier("digits", x_tr, y_tr, 10, tmp_path / "b", epochs=1, seed=1)
+    assert a.id.rsplit(":", 1)[0] == b.id.rsplit(":", 1)[0] and a.id != b.id
