@@ -43,7 +43,10 @@ def run_trial(config: dict[str, Any], study: Study, experiment: str, experiment_
     seed = config["train.seed"] if "train.seed" in config else study.seeds[config["__trial_index__"]]
     cfg = study.trial_config(params, seed)
     ctx = tune.get_context()
-    trial_id, trial_dir = ctx.get_trial_id(), Path(ctx.get_trial_dir())
+    trial_id = ctx.get_trial_id()
+    # The trial's directory on the experiment storage, which every node reaches (ctx.get_trial_dir() is a
+    # staging directory on the node of this trial's driver: only the Tuner's node gets it synced).
+    trial_dir = _join(experiment_dir, Path(ctx.get_trial_dir()).name)
     base = study.base_overrides()
     gid, label = group_id(study.preset, params, base), group_label(params)
     meta = {

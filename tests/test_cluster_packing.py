@@ -1,0 +1,95 @@
+"""GPU trials on a cluster: what each trial asks Ray for (no GPU needed), and `raydrift tune` against an
+existing cluster (``--address auto --storage <uri>``) as cluster/README.md uses it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from raydrift import tune as tune_module
+from raydrift.launch import make_trainer
+from raydrift.study import load_study
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def trainer_request(study, params: dict, seed: int = 0):
+    """(resources per worker, use_gpu, workers, backend) of the TorchTrainer one trial of ``study`` builds."""
+    trainer = make_trainer(study.trial_config(params, seed), "/tmp/unused", storage_path="/tmp/unused", name="t")
+    s = trainer.scaling_config
+    return s.resources_per_worker, s.use_gpu, s.num_workers, trainer.backend_config.backend
+
+
+def test_fractional_gpu_trial_requests_a_quarter_gpu_per_worker(study_file):
+    path = study_file(
+        'from ray import tune\nSPACE = {"drift.kernel": tune.grid_search(["laplace", "gaussian"])}\n'
+        'TRIAL = {"num_workers": 1, "cpus_per_worker": 2, "use_gpu": True, "gpus_per_worker": 0.25}\n'
+    )
+    resources, use_gpu, workers, backend = trainer_request(load_study(path), {"drift.kernel": "laplace"})
+    assert resources == {"CPU": 2, "GPU": 0.25} and use_gpu and workers == 1 and backend == "nccl"
+    assert int(1 / resources["GPU"]) == 4  # four such trials share one GPU
+
+
+def test_multi_gpu_trial_requests_whole_gpus(study_file):
+    path = study_file(
+        'from ray import tune\nSPACE = {"drift.kernel": tune.grid_search(["laplace"])}\n'
+        'TRIAL = {"num_workers": 8, "cpus_per_worker": 4, "use_gpu": True, "gpus_per_worker": 1}\n'
+    )
+    resources, use_gpu, workers, backend = trainer_request(load_study(path), {"drift.kernel": "laplace"})
+    assert resources == {"CPU": 4, "GPU": 1} and use_gpu and workers == 8 and backend == "nccl"
+
+
+def test_a_preset_can_pack_its_trials_onto_gpus(study_file):
+    path = study_file(
+        'from ray import tune\nSPACE = {"drift.kernel": tune.grid_search(["laplace"])}\n'
+        'TRIAL = {"num_workers": 1, "cpus_per_worker": 1}\n'
+        'PRESETS = {"mnist": {"scaling.use_gpu": True, "scaling.gpus_per_worker": 0.25}}\n'
+    )
+    on_gpu = trainer_request(load_study(path, preset="mnist"), {"drift.kernel": "laplace"})
+    assert on_gpu[:2] == ({"CPU": 1, "GPU": 0.25}, True)
+    assert trainer_request(load_study(path), {"drift.kernel": "laplace"})[:2] == ({"CPU": 1}, False)  # digits
+
+
+def test_cpu_trial_requests_no_gpu():
+    resources, use_gpu, _, backend = trainer_request(
+        load_study(REPO / "search_spaces" / "smoke.py"), {"drift.kernel": "laplace"}
+    )
+    assert resources == {"CPU": 1} and not use_gpu and backend == "gloo"
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """`raydrift tune` up to run_study, which records its arguments instead of starting Ray."""
+    calls = []
+
+    def fake_run_study(study, **kwargs):
+        calls.append((study, kwargs))
+        return None, []
+
+    monkeypatch.setattr(tune_module, "run_study", fake_run_study)
+    monkeypatch.setattr("raydrift.cli._check_data", lambda cfg: None)  # the cifar10 files are the nodes' concern
+    return calls
+
+
+def test_tune_on_a_cluster_packs_cifar10_trials_four_per_gpu(captured):
+    args = [
+        str(REPO / "search_spaces" / "kernels.py"),
+        "--preset", "cifar10",
+        "--address", "auto",
+        "--storage", "s3://bucket/raydrift",
+        "--set", "scaling.use_gpu=true",
+        "--set", "scaling.gpus_per_worker=0.25",
+        "--max-concurrent", "16",
+    ]  # fmt: skip
+    result = CliRunner().invoke(tune_module.tune, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    ((study, kwargs),) = captured
+    assert kwargs["address"] == "auto" and kwargs["storage"] == "s3://bucket/raydrift"  # a URI stays a URI
+    assert kwargs["name"] == "kernels-cifar10" and study.max_concurrent == 16
+    assert "s3://bucket/raydrift/kernels-cifar10" in result.output
+    params = {"drift.kernel": "gaussian", "drift.temperatures": (0.02, 0.05, 0.2), "drift.normalization": "xy"}
+    resources, use_gpu, workers, backend = trainer_request(study, params)
+    assert resources == {"CPU": 1, "GPU": 0.25} and use_gpu and workers == 1 and backend == "nccl"
+    assert study.trial_config(params, 0).model.dim == 384  # the cifar10 preset's DiT
