@@ -145,7 +145,7 @@ def _train_ray(cfg: Config, overrides: dict, address: str | None, max_failures: 
         result = run_training(cfg, overrides=overrides, address=address, max_failures=max_failures)
     except Exception as err:  # Ray wraps worker errors; show the cause, not Ray's stack
         raise click.ClickException(f"training failed: {root_cause(err)}") from None
-    if failure := failure_of(result):
+    if failure := failure_of(result, Path(cfg.output_dir).expanduser().resolve() / cfg.run_name):
         raise click.ClickException(f"training failed: {failure}")
     run_dir = f"{cfg.output_dir}/{cfg.run_name}"
     click.echo(f"done: {run_dir}\n  " + _summary(read_history(run_dir)))

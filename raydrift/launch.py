@@ -8,6 +8,7 @@ a worker restarted after a failure) continues from the latest one.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -17,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, from_dict, to_dict
-from .history import CONFIG_FILE, META_FILE, append_record
-from .storage import RunDirMirror, is_uri, write_json_files
+from .history import CONFIG_FILE, META_FILE, METRICS_FILE, append_record
+from .storage import RunDirMirror, is_uri, read_text, write_json_files
 
 # Set before Ray starts; the driver's RAY_TRAIN_* variables reach the controller and workers.
 RAY_ENV_DEFAULTS = {
@@ -43,6 +44,7 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, temp_di
     set_ray_env()
     if ray.is_initialized():
         return
+    address = address or os.environ.get("RAY_ADDRESS")  # e.g. inside `ray job submit`
     if address:
         ray.init(address=address, log_to_driver=True)
         return
@@ -79,7 +81,8 @@ class RayReporter:
         # local copy that is uploaded after every report (see raydrift.storage)
         self.mirror = RunDirMirror(run_dir) if rank == 0 and run_dir and is_uri(run_dir) else None
         self.run_dir = self.mirror.local if self.mirror else Path(run_dir) if run_dir and not is_uri(run_dir) else None
-        self._tmp = Path(tempfile.mkdtemp(prefix="raydrift-ckpt-"))
+        _purge_orphaned_tmp()
+        self._tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-"))
 
     def checkpoint_root(self) -> Path:
         return self._tmp
@@ -99,6 +102,18 @@ class RayReporter:
     def finish(self) -> None:
         if self.mirror:
             self.mirror.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+TMP_PREFIX = "raydrift-ckpt-"
+
+
+def _purge_orphaned_tmp() -> None:
+    """Remove checkpoint staging dirs of worker processes that are gone (e.g. killed by early stopping)."""
+    for d in Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}*-*"):
+        pid = d.name[len(TMP_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def _quiet_ray_train_logs() -> None:
@@ -177,11 +192,20 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         base.finish()
 
 
-def failure_of(result) -> str | None:
-    """The reason a finished Train run failed (an error, or a reported non-finite loss), else None."""
+def failure_of(result, run_dir: str | Path | None = None) -> str | None:
+    """The reason a finished Train run failed (an error, or a non-finite loss that rank 0 reported as the
+    last record of the run's history), else None. ``result.metrics`` cannot tell: Train V2 keeps the
+    metrics of the latest checkpoint there."""
     if result.error is not None:
         return root_cause(result.error)
-    return (result.metrics or {}).get("failure")
+    text = read_text(run_dir, METRICS_FILE) if run_dir else None
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    if lines:
+        try:
+            return json.loads(lines[-1]).get("failure")
+        except json.JSONDecodeError:
+            return None
+    return None
 
 
 def root_cause(err: BaseException) -> str:

@@ -48,6 +48,39 @@ def write_json_files(run_dir: str | os.PathLike, files: dict[str, dict[str, Any]
             f.write(json.dumps(data, indent=2, sort_keys=True).encode())
 
 
+def read_text(run_dir: str | os.PathLike, name: str) -> str | None:
+    """The text of ``run_dir/name`` (a path or a URI), or None if it does not exist."""
+    if not is_uri(run_dir):
+        path = Path(run_dir) / name
+        return path.read_text() if path.is_file() else None
+    from pyarrow import fs
+
+    filesystem, path = _open(str(run_dir))
+    if filesystem.get_file_info(f"{path}/{name}").type != fs.FileType.File:
+        return None
+    with filesystem.open_input_stream(f"{path}/{name}") as f:
+        return f.read().decode()
+
+
+def exists(path: str | os.PathLike) -> bool:
+    """Whether a path or a URI exists (file or directory)."""
+    if not is_uri(path):
+        return Path(path).exists()
+    from pyarrow import fs
+
+    filesystem, inner = _open(str(path))
+    return filesystem.get_file_info(inner).type != fs.FileType.NotFound
+
+
+def remove_tree(path: str | os.PathLike) -> None:
+    """Delete a directory tree at a path or a URI."""
+    if not is_uri(path):
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    filesystem, inner = _open(str(path))
+    filesystem.delete_dir(inner)
+
+
 class RunDirMirror:
     """A local copy of the run directory ``uri`` whose changed files :meth:`sync` uploads.
 

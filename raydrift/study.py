@@ -7,7 +7,7 @@ A study file sets module-level names (only ``SPACE`` is required):
         "drift.kernel": tune.grid_search(["laplace", "gaussian"]),
         "drift.temperatures[0]": tune.loguniform(0.005, 0.05),   # one item of a tuple field
     }
-    FIXED = {"train.steps": 400}             # overrides for every trial
+    FIXED = {"eval.num_samples": 1000}       # overrides for every trial, whatever the preset
     SEEDS = [0, 1]                           # the seed axis: every configuration runs once per seed
     METRIC, MODE = "eval/fid", "min"         # what ASHA and the search optimise
     SEARCH = {"algorithm": "grid"}           # or {"algorithm": "hyperopt", "num_samples": 16, "n_initial_points": 4}
@@ -15,7 +15,8 @@ A study file sets module-level names (only ``SPACE`` is required):
     MAX_CONCURRENT = 2                       # trials at once
     TIME_BUDGET_S = None                     # stop starting/continuing trials after this many seconds
     TRIAL = {"num_workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0.25, "max_failures": 2}
-    PRESETS = {"mnist": {"train.steps": 20000}}   # extra FIXED overrides when run with --preset mnist
+    PRESETS = {"digits": {"train.steps": 600},    # overrides with this preset only (after FIXED and TRIAL;
+               "mnist": {"train.steps": 20000}}   #   the command line's --set/--steps win over all)
     TIED = {"drift.n_pos": "drift.n_neg"}    # keys that take another SPACE key's sampled value
 
 Problems (syntax errors, unknown names or config keys, values a key cannot take, unsupported domains)
@@ -80,18 +81,20 @@ class Study:
     trial: dict[str, Any] = field(default_factory=dict)
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     tied: dict[str, str] = field(default_factory=dict)
+    cli: dict[str, Any] = field(default_factory=dict)  # `raydrift tune --set/--steps/...`: applied last
 
     @property
     def algorithm(self) -> str:
         return self.search.get("algorithm", "grid")
 
     def base_overrides(self) -> dict[str, Any]:
-        """FIXED plus the per-preset extras and the TRIAL resources as config overrides."""
-        out = dict(self.fixed) | dict(self.presets.get(self.preset, {}))
+        """FIXED, then the TRIAL resources, the chosen preset's PRESETS entry, and the command line's
+        overrides (each later one wins)."""
+        out = dict(self.fixed)
         for key in ("num_workers", "cpus_per_worker", "gpus_per_worker", "use_gpu"):
             if key in self.trial:
                 out[f"scaling.{key}"] = self.trial[key]
-        return out
+        return out | dict(self.presets.get(self.preset, {})) | dict(self.cli)
 
     def trial_overrides(self, params: dict[str, Any], seed: int) -> dict[str, Any]:
         """Base overrides + sampled ``params`` + tied keys + seed."""
@@ -231,13 +234,13 @@ def validate(study: Study, tree: ast.AST | None = None) -> None:
             fail(f"PRESETS has unknown preset {preset_name!r}", needle=preset_name)
 
     leaves = flat_keys()
-    for key in list(study.fixed) + [k for extra in study.presets.values() for k in extra]:
+    for key in list(study.fixed) + list(study.cli) + [k for extra in study.presets.values() for k in extra]:
         if split_index(key)[0] not in leaves:
             fail(_unknown_key(key, leaves), needle=key)
     try:
         base = study.base_config()
     except ConfigError as err:
-        fail(f"FIXED/TRIAL/PRESETS: {err}", name="FIXED")
+        fail(f"FIXED/TRIAL/PRESETS/--set: {err}", name="FIXED")
 
     for key, domain in study.space.items():
         if split_index(key)[0] not in leaves:
@@ -292,6 +295,7 @@ def resolved(study: Study) -> dict[str, Any]:
         "preset": study.preset,
         "space": {k: repr(v) for k, v in study.space.items()},
         "fixed": _plain(study.fixed),
+        "cli": _plain(study.cli),
         "seeds": study.seeds,
         "metric": study.metric,
         "mode": study.mode,

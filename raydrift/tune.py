@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import click
 
 from .config import ConfigError
-from .history import read_history, write_json
+from .history import read_history
+from .storage import exists as storage_exists
+from .storage import remove_tree, write_json_files
 from .study import Study, StudyError, group_id, group_label, load_study, resolved
 
 DATASET_CLASSES = {"toy2d": 1}  # classes per dataset where not 10
@@ -71,7 +72,7 @@ def run_trial(config: dict[str, Any], study: Study, experiment: str, experiment_
         wandb={"id": run_id(experiment, trial_id), "group": f"{experiment}-{gid}", "name": f"{label}-seed{seed}"},
     )
     result = trainer.fit()
-    if reason := failure_of(result):
+    if reason := failure_of(result, trial_dir):
         raise TrialFailed(reason)
 
 
@@ -162,9 +163,7 @@ def run_study(
             restart_errored=False,
         )
     else:
-        if _is_local(storage):
-            Path(experiment_dir).mkdir(parents=True, exist_ok=True)
-            write_json(Path(experiment_dir) / STUDY_FILE, resolved(study))
+        write_json_files(experiment_dir, {STUDY_FILE: resolved(study)})
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
@@ -175,8 +174,7 @@ def run_study(
         )
     results = tuner.fit()
     rows = summarize(results, study)
-    if _is_local(storage):
-        write_json(Path(experiment_dir) / SUMMARY_FILE, {"trials": rows})
+    write_json_files(experiment_dir, {SUMMARY_FILE: {"trials": rows}})
     return results, rows
 
 
@@ -330,7 +328,7 @@ def tune(
             extra["train.steps"] = steps
         if wandb_mode is not None:
             extra["wandb.mode"] = wandb_mode
-        study.fixed |= extra
+        study.cli = extra
         if time_budget is not None:
             study.time_budget_s = time_budget
         if max_concurrent is not None:
@@ -350,15 +348,15 @@ def tune(
     from .cli import _check_data
 
     _check_data(study.base_config())
-    if _is_local(storage) and Path(experiment_dir).exists() and not resume:
+    if storage_exists(experiment_dir) and not resume:
         if overwrite:
-            shutil.rmtree(experiment_dir)
+            remove_tree(experiment_dir)
         else:
             raise click.ClickException(
                 f"experiment {experiment_dir} exists: pass --resume to continue it, --overwrite to start over, "
                 "or --name for a new one"
             )
-    if resume and _is_local(storage) and not Path(experiment_dir).exists():
+    if resume and not storage_exists(experiment_dir):
         raise click.ClickException(f"nothing to resume: {experiment_dir} does not exist")
     click.echo(_describe(study, experiment_dir, short=True))
     try:

@@ -13,16 +13,14 @@ SPACE = {
     "drift.temperatures[2]": tune.loguniform(0.1, 1.0),
     "drift.anneal_rate": tune.uniform(0.0, 2e-3),
 }
-FIXED = {
-    "drift.anneal_floor": 0.005, "train.steps": 600, "eval.every": 150, "eval.num_samples": 500,
-    "train.log_every": 50, "model.depth": 2, "drift.n_pos": 32, "drift.n_neg": 32, "drift.compile": False,
-}
+FIXED = {"drift.anneal_floor": 0.005}
 SEEDS = [0, 1]
 SEARCH = {"algorithm": "hyperopt", "num_samples": 4, "n_initial_points": 2, "seed": 0}
 SCHEDULER = {"grace_steps": 300, "reduction_factor": 2}
 MAX_CONCURRENT = 2
 TRIAL = {"num_workers": 1, "cpus_per_worker": 1, "max_failures": 2}
 PRESETS = {
-    "mnist": {"train.steps": 10000, "eval.every": 1000, "eval.num_samples": 2000, "model.depth": 4,
-              "drift.n_pos": 64, "drift.n_neg": 64, "drift.compile": True, "train.log_every": 100},
+    "digits": {"train.steps": 600, "eval.every": 150, "eval.num_samples": 500, "train.log_every": 50,
+               "model.depth": 2, "drift.n_pos": 32, "drift.n_neg": 32, "drift.compile": False},
+    "mnist": {"train.steps": 10000, "eval.every": 1000, "eval.num_samples": 2000, "train.log_every": 100},
 }

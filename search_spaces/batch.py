@@ -9,16 +9,14 @@ from ray import tune
 PRESET = "digits"
 SPACE = {"drift.n_neg": tune.grid_search([32, 64, 128])}
 TIED = {"drift.n_pos": "drift.n_neg"}
-FIXED = {
-    "train.steps": 500, "eval.every": 125, "eval.num_samples": 500, "train.log_every": 50,
-    "model.depth": 2, "drift.compile": False,
-}
 SEEDS = [0, 1]
 SCHEDULER = None  # unequal batches: compare every run to the end, matched by step
 MAX_CONCURRENT = 2
 TRIAL = {"num_workers": 1, "cpus_per_worker": 1, "max_failures": 2}
 PRESETS = {
-    "mnist": {"train.steps": 23400, "eval.every": 1000, "eval.num_samples": 2000, "model.depth": 4,
-              "drift.compile": True, "train.log_every": 100},
-    "cifar10": {"train.steps": 3000, "eval.every": 250, "eval.num_samples": 10000, "drift.compile": True},
+    "digits": {"train.steps": 500, "eval.every": 125, "eval.num_samples": 500, "train.log_every": 50,
+               "model.depth": 2, "drift.compile": False},
+    "mnist": {"train.steps": 23400, "eval.every": 1000, "eval.num_samples": 2000, "train.log_every": 100},
+    "cifar10": {"train.steps": 3000, "eval.every": 250, "eval.num_samples": 10000, "scaling.use_gpu": True,
+                "scaling.cpus_per_worker": 4},
 }

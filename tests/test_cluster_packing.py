@@ -70,6 +70,7 @@ def captured(monkeypatch):
 
     monkeypatch.setattr(tune_module, "run_study", fake_run_study)
     monkeypatch.setattr("raydrift.cli._check_data", lambda cfg: None)  # the cifar10 files are the nodes' concern
+    monkeypatch.setattr(tune_module, "storage_exists", lambda uri: False)  # no S3 from here: a new experiment
     return calls
 
 
