@@ -21,5 +21,5 @@ PRESETS = {
                "model.depth": 2, "drift.n_pos": 32, "drift.n_neg": 32, "drift.compile": False},
     "mnist": {"train.steps": 20000, "eval.every": 1000, "eval.num_samples": 2000, "train.log_every": 100},
     "cifar10": {"train.steps": 50000, "eval.every": 2500, "eval.num_samples": 10000, "train.log_every": 100,
-                "scaling.use_gpu": True, "scaling.cpus_per_worker": 4},
+                "scaling.use_gpu": True},
 }
