@@ -40,8 +40,13 @@ def _worker(config):
 
 
 def test_gathered_drift_equals_single_process_drift_on_the_union(ray_cluster, tmp_path):
+    import sys
+
+    import ray.cloudpickle
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import test modules
 
     TorchTrainer(
         _worker, train_loop_config={"out": str(tmp_path)},
