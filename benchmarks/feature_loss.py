@@ -138,7 +138,9 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--n", type=int, default=64, help="generated and positive samples per class")
     ap.add_argument("--input-size", type=int, default=64, help="ResNet-18 input size (the reproduction: 64)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (both run float32)")
     args = ap.parse_args()
+    dev = torch.device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     G, n = args.classes, args.n
@@ -146,11 +148,13 @@ def main() -> None:
     gen = DiTGenerator(shape, G, patch_size=4, dim=64, depth=2, heads=4, style_codebooks=8, codebook_size=16)
     for p in gen.head.parameters():  # a non-zero output head, so generated images differ from the start
         torch.nn.init.normal_(p, std=0.02)
-    encoder = build_encoder("resnet18", random_init=True, input_size=args.input_size)
-    objective = FeatureObjective(DriftConfig(space="feature", encoder="resnet18", compile=False), encoder)
-    labels = torch.arange(G).repeat_interleave(n)
-    inputs = gen.draw_inputs(labels, generator=torch.Generator().manual_seed(1))
-    pos = torch.rand(G, n, *shape, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    gen.to(dev)
+    encoder = build_encoder("resnet18", random_init=True, input_size=args.input_size, device=dev)
+    cfg = DriftConfig(space="feature", encoder="resnet18", compile=False, encoder_bf16=False)
+    objective = FeatureObjective(cfg, encoder)
+    labels = torch.arange(G, device=dev).repeat_interleave(n)
+    inputs = gen.draw_inputs(labels, generator=torch.Generator(dev).manual_seed(1))
+    pos = (torch.rand(G, n, *shape, generator=torch.Generator().manual_seed(2)) * 2 - 1).to(dev)
 
     def generate():
         gen.zero_grad(set_to_none=True)
@@ -162,7 +166,9 @@ def main() -> None:
         return len(info["per_key"])
 
     def loop():
-        loss, n_terms = loop_drifting_loss(generate(), labels, torch.arange(G), pos.flatten(0, 1), labels, encoder, TAUS)
+        loss, n_terms = loop_drifting_loss(
+            generate(), labels, torch.arange(G, device=dev), pos.flatten(0, 1), labels, encoder, TAUS
+        )
         loss.backward()
         return n_terms
 
@@ -174,23 +180,28 @@ def main() -> None:
         (sum(m.mean() for m in maps.values()) + x.mean()).backward()
         return 0
 
-    def timed(fn, repeats):
-        fn()  # warm-up
-        times, out = [], None
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            out = fn()
-            times.append(time.perf_counter() - t0)
-        return statistics.median(times), out
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
 
-    t_floor, _ = timed(floor, args.repeats)
-    t_ours, n_keys = timed(ours, args.repeats)
-    t_loop, n_terms = timed(loop, max(1, args.repeats - 1))
+    # Interleaved repeats, so that a shared machine's changing load hits all three alike.
+    fns = {"floor": floor, "ours": ours, "loop": loop}
+    times = {k: [] for k in fns}
+    out = {k: fn() for k, fn in fns.items()}  # warm-up
+    for _ in range(args.repeats):
+        for k, fn in fns.items():
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times[k].append(time.perf_counter() - t0)
+    t_floor, t_ours, t_loop = (statistics.median(times[k]) for k in fns)
+    n_keys, n_terms = out["ours"], out["loop"]
     dims = {k: tuple(v.shape[1:]) for k, v in objective.feature_sets(pos[0, :2]).items()}
     vectors = sum(s[0] for s in dims.values())
     print(
         f"{G} classes x {n} generated x {n} positives, 3x32x32, resnet18 @ {args.input_size} px, "
-        f"{args.threads} threads, {torch.__version__}"
+        f"{args.device} ({args.threads} threads), torch {torch.__version__}"
     )
     print(f"feature set: {n_keys} keys, {vectors} vectors per image")
     print(f"loop: {n_terms} (class, vector) terms, {n_terms * len(TAUS)} per-temperature field calls per step")
@@ -200,6 +211,7 @@ def main() -> None:
     print(f"| earlier reproduction's loop | {t_loop:.3f} | 1.0x |")
     print(f"| raydrift FeatureObjective | {t_ours:.3f} | {t_loop / t_ours:.1f}x |")
     print(f"| shared floor: generator + encoder fwd/bwd only | {t_floor:.3f} | {t_loop / t_floor:.1f}x |")
+    print("per repeat (s):", {k: [round(t, 2) for t in v] for k, v in times.items()})
     print()
     print(f"speed-up of one training step: {t_loop / t_ours:.1f}x (target >= 20x)")
     print(f"speed-up of the loss alone (step minus the shared floor): {(t_loop - t_floor) / (t_ours - t_floor):.1f}x")

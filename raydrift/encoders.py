@@ -21,7 +21,8 @@ Small inputs are upsampled (64 px, as an earlier reproduction did, gives 16x16..
 ``input_size=224`` is the networks' training size). Weights come from ``weights`` (a local file) or, if
 that is empty, the usual download (torchvision's URL, the Hugging Face hub for timm); our ``mae`` always
 needs a file. A missing file or a failed download raises :class:`EncoderWeightsError` saying where to get
-the weights.
+the weights. Convolutional encoders run channels-last, and the ResNets' BatchNorms are folded into their
+convolutions (frozen, eval mode: the same function, less work forward and backward).
 """
 
 from __future__ import annotations
@@ -70,13 +71,20 @@ class Encoder(nn.Module):
             self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
             self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
         self._requested = tuple(layers)
+        self.channels_last = False
 
-    def _finish(self) -> Encoder:
-        """Check the requested layers, freeze, eval; called at the end of a subclass's ``__init__``."""
+    def _finish(self, channels_last: bool = False) -> Encoder:
+        """Check the requested layers, freeze, eval; called at the end of a subclass's ``__init__``.
+
+        ``channels_last``: convolutional nets run in NHWC, which oneDNN and cuDNN convolve faster.
+        """
         unknown = [layer for layer in self._requested if layer not in self.available]
         if unknown:
             raise ValueError(f"encoder {self.name!r} has no layers {unknown}; it has {list(self.available)}")
         self.layers = self._requested or self.available
+        self.channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
         return self.eval().requires_grad_(False)
 
     def train(self, mode: bool = True) -> Encoder:
@@ -92,7 +100,7 @@ class Encoder(nn.Module):
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
         if self.normalize:
             x = ((x + 1) * 0.5 - self.mean) / self.std
-        return x
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def feature_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -111,16 +119,14 @@ class ResNetEncoder(Encoder):
     def __init__(self, name: str, arch: str, weights: str, *, input_size: int, layers: Sequence[str] = ()):
         import torchvision.models as tvm  # imported here: torchvision's model zoo is slow to import
 
-        super().__init__(
-            name, rgb=True, input_size=input_size, mean=IMAGENET_MEAN, std=IMAGENET_STD, layers=layers
-        )
+        super().__init__(name, rgb=True, input_size=input_size, mean=IMAGENET_MEAN, std=IMAGENET_STD, layers=layers)
         net = getattr(tvm, arch)(weights=None)
         net.fc = nn.Identity()
         if weights != _RANDOM:
             state = _resnet_state_dict(arch, weights)
             _load_strict(net, {k: v for k, v in state.items() if not k.startswith("fc.")}, name, weights)
-        self.net = net
-        self._finish()
+        self.net = _fold_batchnorm(net.eval())
+        self._finish(channels_last=True)
 
     def feature_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         n = self.net
@@ -154,6 +160,23 @@ def _resnet_state_dict(arch: str, weights: str) -> dict[str, torch.Tensor]:
         raise EncoderWeightsError(f"Download of {arch} weights failed ({err!r:.200}). {how}") from err
 
 
+def _fold_batchnorm(net: nn.Module) -> nn.Module:
+    """Fold every eval-mode BatchNorm of a torchvision ResNet into the conv before it (same function, less
+    memory traffic forward and backward)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    net.conv1, net.bn1 = fuse_conv_bn_eval(net.conv1, net.bn1), nn.Identity()
+    for block in (b for layer in (net.layer1, net.layer2, net.layer3, net.layer4) for b in layer):
+        for i in (1, 2, 3):
+            if hasattr(block, f"bn{i}"):
+                conv, bn = getattr(block, f"conv{i}"), getattr(block, f"bn{i}")
+                setattr(block, f"conv{i}", fuse_conv_bn_eval(conv, bn))
+                setattr(block, f"bn{i}", nn.Identity())
+        if block.downsample is not None:
+            block.downsample = fuse_conv_bn_eval(block.downsample[0], block.downsample[1])
+    return net
+
+
 # ---- timm: ConvNeXt V2 and DINOv2 -------------------------------------------------------------------
 
 
@@ -170,13 +193,12 @@ class TimmEncoder(Encoder):
         indices: Sequence[int],
         prefix: str,
         layers: Sequence[str] = (),
+        channels_last: bool = False,
         **kwargs,
     ):
         import timm  # imported here: timm is slow to import
 
-        super().__init__(
-            name, rgb=True, input_size=input_size, mean=IMAGENET_MEAN, std=IMAGENET_STD, layers=layers
-        )
+        super().__init__(name, rgb=True, input_size=input_size, mean=IMAGENET_MEAN, std=IMAGENET_STD, layers=layers)
         self.available = tuple(f"{prefix}.{i}" for i in indices)
         self.indices = list(indices)
         hub = timm.models.get_pretrained_cfg(model_name)
@@ -200,10 +222,8 @@ class TimmEncoder(Encoder):
             try:
                 self.net = timm.create_model(model_name, pretrained=True, **kwargs)
             except Exception as err:  # offline: huggingface_hub / urllib errors of many kinds
-                raise EncoderWeightsError(
-                    f"Download of {model_name} weights failed ({err!r:.200}). {how}"
-                ) from err
-        self._finish()
+                raise EncoderWeightsError(f"Download of {model_name} weights failed ({err!r:.200}). {how}") from err
+        self._finish(channels_last)
 
     def feature_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         wanted = [i for i, layer in zip(self.indices, self.available) if layer in self.layers]
@@ -239,9 +259,7 @@ class MAEFeatureEncoder(Encoder):
                 "--set drift.encoder_weights=PATH."
             )
             if not weights:
-                raise EncoderWeightsError(
-                    f"drift.encoder=mae needs a weights file (drift.encoder_weights). {how}"
-                )
+                raise EncoderWeightsError(f"drift.encoder=mae needs a weights file (drift.encoder_weights). {how}")
             _check_file(weights, "mae", how)
             self.net, self.meta = load_mae(weights)
             if self.net.arch.in_channels != in_channels:
@@ -250,7 +268,7 @@ class MAEFeatureEncoder(Encoder):
                     f"{self.meta.get('dataset', '?')}), but this data has {in_channels}. {how}"
                 )
         self.available = self.net.layer_names
-        self._finish()
+        self._finish(channels_last=True)
 
     def feature_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.net(x)
@@ -283,6 +301,7 @@ def _convnextv2(w, size, layers, **_):
         indices=range(4),
         prefix="stages",
         layers=layers,
+        channels_last=True,
     )
 
 
@@ -300,9 +319,7 @@ def _dinov2(w, size, layers, **_):
 
 
 def _mae(w, size, layers, *, in_channels, dataset):
-    return MAEFeatureEncoder(
-        "mae", w, input_size=size, layers=layers, in_channels=in_channels, dataset=dataset
-    )
+    return MAEFeatureEncoder("mae", w, input_size=size, layers=layers, in_channels=in_channels, dataset=dataset)
 
 
 ENCODERS: dict[str, EncoderSpec] = {
@@ -339,9 +356,7 @@ def build_encoder(
         raise ValueError(f"unknown encoder {name!r}; choose from {', '.join(ENCODERS)}")
     spec = ENCODERS[name]
     w = _RANDOM if random_init else str(weights) if weights else ""
-    enc = spec.build(
-        w, input_size or spec.input_size, tuple(layers), in_channels=in_channels, dataset=dataset
-    )
+    enc = spec.build(w, input_size or spec.input_size, tuple(layers), in_channels=in_channels, dataset=dataset)
     return enc.to(device)
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from .config import DriftConfig
 from .drift import drift_loss
@@ -45,32 +46,39 @@ STATS: tuple[str, ...] = ("loc", "global", "patch2", "patch4")
 _VAR_EPS = 1e-6
 
 
-def _std(x: torch.Tensor, dim) -> torch.Tensor:
-    return (x.var(dim=dim, unbiased=False) + _VAR_EPS).sqrt()
+def _pool_stats(f: torch.Tensor, p: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std ``[B, c, h // p, w // p]`` over non-overlapping ``p x p`` patches of ``f [B, c, h, w]``.
+
+    Pooling keeps the map's memory layout (channels-last maps stay so); the variance is the pooled square of
+    the deviation from the patch mean, not ``E[f^2] - mean^2``, so it does not cancel.
+    """
+    h, w = f.shape[-2] // p * p, f.shape[-1] // p * p
+    f = f[..., :h, :w]
+    mean = F.avg_pool2d(f, p)
+    dev = f - mean.repeat_interleave(p, dim=-2).repeat_interleave(p, dim=-1)
+    return mean, (F.avg_pool2d(dev.square(), p) + _VAR_EPS).sqrt()
 
 
-def _patch_stats(f: torch.Tensor, p: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std over non-overlapping ``p x p`` patches of ``f [B, c, h, w]``: each ``[B, L, c]``."""
-    B, c, h, w = f.shape
-    hp, wp = h // p, w // p
-    patches = f[:, :, : hp * p, : wp * p].reshape(B, c, hp, p, wp, p)
-    patches = patches.permute(0, 2, 4, 1, 3, 5).reshape(B, hp * wp, c, p * p)
-    return patches.mean(-1), _std(patches, -1)
+def _vectors(m: torch.Tensor) -> torch.Tensor:
+    """``[B, c, h, w]`` -> ``[B, h * w, c]``: one vector per location, row-major (a view if channels-last)."""
+    return m.flatten(2).transpose(1, 2)
 
 
 def map_statistics(f: torch.Tensor, stats: Sequence[str] = STATS) -> dict[str, torch.Tensor]:
     """The A.5 statistics of one feature map ``f [B, c, h, w]``: ``{stat: [B, L, c]}`` (float32)."""
     f = f.float()
-    B, c, h, w = f.shape
+    h, w = f.shape[-2:]
     out = {}
     if "loc" in stats:
-        out["loc"] = f.flatten(2).transpose(1, 2)
+        out["loc"] = _vectors(f)
     if "global" in stats:
-        out["mean"] = f.mean((2, 3))[:, None]
-        out["std"] = _std(f.flatten(2), 2)[:, None]
+        mean = f.mean((2, 3), keepdim=True)
+        out["mean"] = _vectors(mean)
+        out["std"] = _vectors(((f - mean).square().mean((2, 3), keepdim=True) + _VAR_EPS).sqrt())
     for p in (2, 4):
         if f"patch{p}" in stats and h >= p and w >= p:
-            out[f"mean{p}"], out[f"std{p}"] = _patch_stats(f, p)
+            mean, std = _pool_stats(f, p)
+            out[f"mean{p}"], out[f"std{p}"] = _vectors(mean), _vectors(std)
     return out
 
 

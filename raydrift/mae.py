@@ -78,9 +78,7 @@ class MAEEncoderNet(nn.Module):
         self.stem = nn.Conv2d(arch.in_channels, w0, 3, padding=1)
         stages, c = [], w0
         for w in arch.widths:
-            blocks = [_Block(c, w, 2, arch.groups)] + [
-                _Block(w, w, 1, arch.groups) for _ in range(arch.blocks - 1)
-            ]
+            blocks = [_Block(c, w, 2, arch.groups)] + [_Block(w, w, 1, arch.groups) for _ in range(arch.blocks - 1)]
             stages.append(nn.Sequential(*blocks))
             c = w
         self.stages = nn.ModuleList(stages)

@@ -61,9 +61,7 @@ def build_objective(
     from .features import FeatureObjective
 
     if len(sample_shape) != 3:
-        raise ValueError(
-            f"drift.space=feature needs image data [C, H, W], got samples of shape {sample_shape}"
-        )
+        raise ValueError(f"drift.space=feature needs image data [C, H, W], got samples of shape {sample_shape}")
     encoder = build_encoder(
         cfg.encoder,
         cfg.encoder_weights,

@@ -73,6 +73,11 @@ def _objective(**kw):
     return FeatureObjective(cfg, build_encoder("mae", random_init=True, in_channels=1))
 
 
+def _stack(t, G, n, L):
+    """``[G * n, L, D]`` -> ``[G * L, n, D]`` by explicit loops over classes and locations."""
+    return torch.stack([t[c * n : (c + 1) * n, loc] for c in range(G) for loc in range(L)])
+
+
 @pytest.mark.parametrize("with_neg", [False, True])
 def test_loss_is_the_sum_of_per_key_drift_losses(with_neg):
     obj = _objective()
@@ -90,11 +95,10 @@ def test_loss_is_the_sum_of_per_key_drift_losses(with_neg):
     f_neg = obj.feature_sets(neg.flatten(0, 1)) if with_neg else None
     for key, v in f_gen.items():
         L = v.shape[1]
-        stack = lambda t, n: torch.stack([t[c * n : (c + 1) * n, loc] for c in range(G) for loc in range(L)])  # noqa: E731
         ref, _ = drift_loss(
-            stack(v, Cg),
-            stack(f_pos[key], Cp),
-            stack(f_neg[key], Cn) if with_neg else None,
+            _stack(v, G, Cg, L),
+            _stack(f_pos[key], G, Cp, L),
+            _stack(f_neg[key], G, Cn, L) if with_neg else None,
             weight_neg=w_neg.repeat_interleave(L, 0) if with_neg else None,
             temperatures=TAUS,
             affinity_floor=0.0,
