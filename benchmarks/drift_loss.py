@@ -92,9 +92,7 @@ def jax_step():
             a = jnp.sqrt(jnp.maximum(jax.nn.softmax(logits, -1) * jax.nn.softmax(logits, -2), 1e-6))
             a = a * w[:, None, :]
             a_neg, a_pos = a[:, :, : Cg + Cn], a[:, :, Cg + Cn :]
-            coef = jnp.concatenate(
-                [-a_neg * a_pos.sum(-1, keepdims=True), a_pos * a_neg.sum(-1, keepdims=True)], 2
-            )
+            coef = jnp.concatenate([-a_neg * a_pos.sum(-1, keepdims=True), a_pos * a_neg.sum(-1, keepdims=True)], 2)
             f = jnp.einsum("biy,byx->bix", coef, targets_s) - coef.sum(-1)[..., None] * old_s
             force = force + f / jnp.sqrt(jnp.maximum((f**2).mean(), 1e-8))
         goal = jax.lax.stop_gradient(old_s + force)
@@ -215,9 +213,7 @@ def main():
             row += "  " + ", ".join(f"{p:.0f}" for p in peaks)
             row += f"  ([G,Cg,T,S] would be {G * Cg * len(TAUS) * S * 4 / 2**20:.0f} MiB)"
         print(row, flush=True)
-    print(
-        "* authors' XLA times from the issue (31, 377, 264, 92 ms), measured elsewhere on this machine type;"
-    )
+    print("* authors' XLA times from the issue (31, 377, 264, 92 ms), measured elsewhere on this machine type;")
     print("  the same-run ratios are the speedup columns. Target: ours/authors <= 0.7 on every shape.")
 
 

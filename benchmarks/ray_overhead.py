@@ -34,8 +34,12 @@ TRIAL = {{"num_workers": 1, "cpus_per_worker": 2, "max_failures": 0}}
 
 def overrides(steps: int, out: Path) -> dict:
     return {
-        "train.steps": steps, "eval.every": 0, "train.log_every": 50, "output_dir": str(out),
-        "scaling.cpus_per_worker": 2, "train.threads": 2,
+        "train.steps": steps,
+        "eval.every": 0,
+        "train.log_every": 50,
+        "output_dir": str(out),
+        "scaling.cpus_per_worker": 2,
+        "train.threads": 2,
     }
 
 
@@ -43,8 +47,9 @@ def plain(steps: int, out: Path) -> float:
     exe = Path(sys.executable).with_name("raydrift")
     sets = [a for k, v in overrides(steps, out).items() for a in ("--set", f"{k}={v}")]
     t0 = time.perf_counter()
-    subprocess.run([str(exe), "train", "--preset", "digits", "--plain", "--name", "plain", *sets], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [str(exe), "train", "--preset", "digits", "--plain", "--name", "plain", *sets], check=True, capture_output=True
+    )
     return time.perf_counter() - t0
 
 

@@ -18,9 +18,7 @@ def step_dir(root: Path, step: int) -> Path:
     return Path(root) / f"step_{step:09d}"
 
 
-def save_checkpoint(
-    root: str | os.PathLike, step: int, state: dict[str, Any], keep: int | None = None
-) -> Path:
+def save_checkpoint(root: str | os.PathLike, step: int, state: dict[str, Any], keep: int | None = None) -> Path:
     """Write ``state`` to ``root/step_<step>/state.pt`` via a temporary directory and a rename.
 
     A crash mid-write leaves no partial checkpoint behind. With ``keep``, older step dirs beyond the
@@ -60,7 +58,5 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     file = path / STATE_FILE if path.is_dir() else path
     if not file.exists():
-        raise FileNotFoundError(
-            f"no checkpoint at {path} (expected {STATE_FILE} inside a step_<n> directory)"
-        )
+        raise FileNotFoundError(f"no checkpoint at {path} (expected {STATE_FILE} inside a step_<n> directory)")
     return torch.load(file, map_location="cpu", weights_only=False)

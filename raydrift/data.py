@@ -89,9 +89,7 @@ class Dataset:
         if self.x.dtype not in (torch.uint8, torch.float32):
             raise ValueError(f"{self.name}: x must be uint8 images or float32 points, got {self.x.dtype}")
         if self.y.dtype != torch.int64 or self.y.shape != (len(self.x),):
-            raise ValueError(
-                f"{self.name}: y must be int64 [{len(self.x)}], got {self.y.dtype} {self.y.shape}"
-            )
+            raise ValueError(f"{self.name}: y must be int64 [{len(self.x)}], got {self.y.dtype} {self.y.shape}")
         if len(self.y) and not 0 <= int(self.y.min()) <= int(self.y.max()) < self.num_classes:
             raise ValueError(f"{self.name}: labels outside [0, {self.num_classes})")
 
@@ -244,9 +242,7 @@ def _find_files(
         try:
             _download(name, roots[0])
         except Exception as err:  # any failure (network, disk, checksum) means "not found"
-            raise _not_found(
-                name, split, dirs, stems, suffixes, f"Download into {roots[0]} failed: {err!r}."
-            ) from err
+            raise _not_found(name, split, dirs, stems, suffixes, f"Download into {roots[0]} failed: {err!r}.") from err
         found = _locate(dirs, stems, suffixes)
     if found is None:
         raise _not_found(name, split, dirs, stems, suffixes)
@@ -299,9 +295,7 @@ def _read_idx_pair(paths: Sequence[Path]) -> tuple[torch.Tensor, torch.Tensor]:
     """(images, labels) idx files -> uint8 ``[N, 1, H, W]`` and int64 ``[N]``."""
     x, y = read_idx(paths[0]), read_idx(paths[1])
     if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-        raise ValueError(
-            f"{paths[0]}, {paths[1]}: expected images [N, H, W] and labels [N], got {x.shape}, {y.shape}"
-        )
+        raise ValueError(f"{paths[0]}, {paths[1]}: expected images [N, H, W] and labels [N], got {x.shape}, {y.shape}")
     return torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y.astype(np.int64))
 
 

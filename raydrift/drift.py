@@ -186,9 +186,7 @@ def drift_field(
     return V, s, {"scale": scale, "force_ms": torch.stack(force_ms)}
 
 
-def _affinity(
-    energy: torch.Tensor, tau: torch.Tensor, k: int, normalization: str, floor: float
-) -> torch.Tensor:
+def _affinity(energy: torch.Tensor, tau: torch.Tensor, k: int, normalization: str, floor: float) -> torch.Tensor:
     """Affinity ``[G, Cg, N]`` at temperature ``tau``, computed in log space."""
     logits = energy / -tau  # a new tensor: energy is reused for every temperature
     if normalization == "xy":
@@ -245,9 +243,7 @@ def _compiled_field():
             try:
                 return compiled(*args, **kwargs)
             except Exception as err:  # no working C++ compiler, unsupported backend, ...
-                warnings.warn(
-                    f"torch.compile of the drift field failed ({err!r:.200}); using eager", stacklevel=3
-                )
+                warnings.warn(f"torch.compile of the drift field failed ({err!r:.200}); using eager", stacklevel=3)
                 _COMPILED["broken"] = True
                 return drift_field(*args, **kwargs)
 

@@ -21,16 +21,12 @@ def image_grid(x: torch.Tensor, rows: int, *, pad: int = 1, min_cell: int = 32) 
     canvas = torch.full((C, rows * (h + pad) + pad, cols * (w + pad) + pad), 255, dtype=torch.uint8)
     for i in range(rows * cols):
         r, c = divmod(i, cols)
-        canvas[
-            :, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w
-        ] = img[i]
+        canvas[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = img[i]
     arr = canvas.permute(1, 2, 0).numpy()
     return Image.fromarray(arr[..., 0] if C == 1 else arr, mode="L" if C == 1 else "RGB")
 
 
-def scatter_plot(
-    points: torch.Tensor, reference: torch.Tensor | None = None, *, size: int = 400
-) -> Image.Image:
+def scatter_plot(points: torch.Tensor, reference: torch.Tensor | None = None, *, size: int = 400) -> Image.Image:
     """2-D ``points [N, 2]`` (black) over ``reference [M, 2]`` (light blue) rasterised to a square PNG."""
     both = points if reference is None else torch.cat([points, reference])
     lo, hi = both.min(0).values, both.max(0).values

@@ -145,9 +145,7 @@ def features_to_stats(feats: ArrayLike) -> FeatureStats:
     return FeatureStats().update(feats)
 
 
-def trace_sqrt_product(
-    cov1: ArrayLike, cov2: ArrayLike, method: Literal["auto", "cholesky", "eigh"] = "auto"
-) -> float:
+def trace_sqrt_product(cov1: ArrayLike, cov2: ArrayLike, method: Literal["auto", "cholesky", "eigh"] = "auto") -> float:
     """``tr sqrt(C1 C2)`` for symmetric PSD ``C1, C2 [d, d]``, in float64, from symmetric eigenvalues.
 
     ``C1 C2`` is similar to the symmetric PSD ``A^T C2 A`` for any factor ``C1 = A A^T``, so the trace is the

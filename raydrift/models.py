@@ -45,9 +45,7 @@ class Generator(nn.Module):
         """Noise and style indices for ``labels`` [B], drawn from ``generator`` on the labels' device."""
         B, dev = labels.shape[0], labels.device
         noise = torch.randn((B, *self.noise_shape), generator=generator, device=dev)
-        style = torch.randint(
-            0, max(self.codebook_size, 1), (B, self.style_codebooks), generator=generator, device=dev
-        )
+        style = torch.randint(0, max(self.codebook_size, 1), (B, self.style_codebooks), generator=generator, device=dev)
         if alpha is None:
             alpha = torch.ones(B, device=dev)
         return GeneratorInputs(noise, labels, alpha, style)
@@ -109,9 +107,7 @@ class MLPGenerator(Generator):
         self.cond = _Conditioning(hidden, num_classes, style_codebooks, codebook_size)
         self.inp = nn.Linear(noise_dim, hidden)
         self.blocks = nn.ModuleList(
-            nn.Sequential(
-                nn.LayerNorm(hidden), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden)
-            )
+            nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
             for _ in range(depth)
         )
         self.out = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, math.prod(sample_shape)))
@@ -154,9 +150,7 @@ class _DiTBlock(nn.Module):
 
 def _sincos_2d(dim: int, h: int, w: int) -> torch.Tensor:
     """Fixed 2-D sine-cosine position embedding ``[h * w, dim]``."""
-    gy, gx = torch.meshgrid(
-        torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
-    )
+    gy, gx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
     quarter = dim // 4
     omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter)
     parts = [f(g.reshape(-1, 1) * omega) for g in (gy, gx) for f in (torch.sin, torch.cos)]
@@ -218,9 +212,5 @@ class DiTGenerator(Generator):
             x = block(x, c)
         shift, scale = self.ada_out(c).chunk(2, dim=-1)
         x = self.head(_modulate(self.norm(x), shift, scale))
-        x = (
-            x.view(B, self.hp, self.wp, C, p, p)
-            .permute(0, 3, 1, 4, 2, 5)
-            .reshape(B, C, self.hp * p, self.wp * p)
-        )
+        x = x.view(B, self.hp, self.wp, C, p, p).permute(0, 3, 1, 4, 2, 5).reshape(B, C, self.hp * p, self.wp * p)
         return x[:, :, :H, :W]

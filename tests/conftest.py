@@ -54,7 +54,10 @@ def smoke_experiment(tmp_path_factory):
     exe = Path(sys.executable).with_name("raydrift")
     proc = subprocess.run(
         [str(exe), "tune", str(REPO / "search_spaces" / "smoke.py"), "--storage", str(storage), "--name", "smoke"],
-        capture_output=True, text=True, timeout=900, env=dict(os.environ, RAY_TMPDIR="/tmp"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=dict(os.environ, RAY_TMPDIR="/tmp"),
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return storage / "smoke", proc.stdout

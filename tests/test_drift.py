@@ -15,9 +15,7 @@ def naive_field(gen, pos, neg, w_neg, temperatures, kernel, normalization, floor
     G, Cg, S = gen.shape
     targets = [torch.cat([gen[g], neg[g], pos[g]]) for g in range(G)]
     weights = [
-        torch.cat(
-            [torch.ones(Cg, dtype=torch.float64), w_neg[g], torch.ones(pos.shape[1], dtype=torch.float64)]
-        )
+        torch.cat([torch.ones(Cg, dtype=torch.float64), w_neg[g], torch.ones(pos.shape[1], dtype=torch.float64)])
         for g in range(G)
     ]
     k = Cg + neg.shape[1]
@@ -135,9 +133,7 @@ def test_bf16_inputs_computed_in_float32():
     loss32.sum().backward()
     assert torch.equal(loss, loss32)  # identical: the bf16 values are upcast before any arithmetic
     assert torch.equal(x.grad, x32.grad.bfloat16())
-    assert (
-        torch.isfinite(info["force_ms"]).all() and (info["force_ms"] > 0).all()
-    )  # no bf16 underflow at tau=0.02
+    assert torch.isfinite(info["force_ms"]).all() and (info["force_ms"] > 0).all()  # no bf16 underflow at tau=0.02
 
 
 def test_invariances():

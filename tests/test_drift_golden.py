@@ -18,10 +18,7 @@ def _cases():
         raise FileNotFoundError(f"golden vectors missing at {GOLDEN}")
     z = np.load(GOLDEN)
     meta = json.loads(str(z["meta"]))
-    return [
-        ({k.split("/", 1)[1]: z[k] for k in z.files if k.startswith(f"case{i}/")}, m)
-        for i, m in enumerate(meta)
-    ]
+    return [({k.split("/", 1)[1]: z[k] for k in z.files if k.startswith(f"case{i}/")}, m) for i, m in enumerate(meta)]
 
 
 CASES = _cases()

@@ -49,7 +49,8 @@ def test_gathered_drift_equals_single_process_drift_on_the_union(ray_cluster, tm
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import test modules
 
     TorchTrainer(
-        _worker, train_loop_config={"out": str(tmp_path)},
+        _worker,
+        train_loop_config={"out": str(tmp_path)},
         scaling_config=ScalingConfig(num_workers=WORLD, resources_per_worker={"CPU": 1}),
         run_config=RunConfig(name="exchange", storage_path=str(tmp_path / "ray")),
     ).fit()

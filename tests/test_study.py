@@ -40,16 +40,25 @@ def test_every_shipped_study_is_valid(path):
     "source,match",
     [
         ("SPACE = {'drift.kernel': [1, 2}\n", r"study.py:1: syntax error"),
-        ("from ray import tune\n\nSPACE = {\n  'drift.kernal': tune.grid_search(['laplace']),\n}\n",
-         r"study.py:4: unknown config key 'drift.kernal' \(did you mean drift.kernel"),
-        ("from ray import tune\nSPACE = {'drift.kernel': tune.grid_search(['laplace', 'cauchy'])}\n",
-         r"study.py:2: drift.kernel: value 'cauchy' is not accepted"),
+        (
+            "from ray import tune\n\nSPACE = {\n  'drift.kernal': tune.grid_search(['laplace']),\n}\n",
+            r"study.py:4: unknown config key 'drift.kernal' \(did you mean drift.kernel",
+        ),
+        (
+            "from ray import tune\nSPACE = {'drift.kernel': tune.grid_search(['laplace', 'cauchy'])}\n",
+            r"study.py:2: drift.kernel: value 'cauchy' is not accepted",
+        ),
         ("SPACE = {'drift.n_neg': 8}\nSEARCH_SPACE = {}\n", r"study.py:2: unknown study setting SEARCH_SPACE"),
         ("SPACE = {'drift.n_neg': 8}\nSEEDS = [0, 0]\n", r"study.py:2: SEEDS has duplicates"),
-        ("from ray import tune\nSPACE = {'optim.lr': tune.grid_search([1e-3])}\nSEARCH = {'algorithm': 'hyperopt'}\n",
-         r"optim.lr: grid_search cannot be used with hyperopt"),
-        ("from ray import tune\nSPACE = {'optim.lr': tune.loguniform(1e-4, 1e-2)}\n",
-         r"continuous domains need SEARCH"),
+        (
+            "from ray import tune\nSPACE = {'optim.lr': tune.grid_search([1e-3])}\n"
+            "SEARCH = {'algorithm': 'hyperopt'}\n",
+            r"optim.lr: grid_search cannot be used with hyperopt",
+        ),
+        (
+            "from ray import tune\nSPACE = {'optim.lr': tune.loguniform(1e-4, 1e-2)}\n",
+            r"continuous domains need SEARCH",
+        ),
         ("SPACE = {'drift.n_neg': 8}\nTIED = {'drift.n_pos': 'drift.npos'}\n", r"study.py:2: TIED"),
         ("SPACE = {'train.seed': 3}\n", r"seeds are their own axis"),
         ("SPACE = {'drift.n_neg': 8}\nFIXED = {'train.stpes': 5}\n", r"study.py:2: unknown config key 'train.stpes'"),

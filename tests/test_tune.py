@@ -41,7 +41,10 @@ def test_smoke_study_end_to_end(smoke_experiment):
     rows = json.loads((experiment / "summary.json").read_text())["trials"]
     assert len(rows) == 4 and {r["status"] for r in rows} <= {"completed", "early-stopped"}
     assert sorted((r["group"], r["seed"]) for r in rows) == [
-        ("kernel=gaussian", 0), ("kernel=gaussian", 1), ("kernel=laplace", 0), ("kernel=laplace", 1)
+        ("kernel=gaussian", 0),
+        ("kernel=gaussian", 1),
+        ("kernel=laplace", 0),
+        ("kernel=laplace", 1),
     ]
     assert "4 trials:" in stdout and f"raydrift analyze {experiment}" in stdout
     assert json.loads((experiment / "study.json").read_text())["seeds"] == [0, 1]
@@ -60,8 +63,13 @@ def test_smoke_study_end_to_end(smoke_experiment):
 
 
 def test_nan_trial_fails_with_its_reason_and_the_study_goes_on(ray_cluster, tmp_path, study_file):
-    path = study_file(tiny_study('{"optim.lr": tune.grid_search([1e-3, 1e6])}', steps=10,
-                                 extra='"optim.grad_clip": 0, "optim.warmup_steps": 0'))
+    path = study_file(
+        tiny_study(
+            '{"optim.lr": tune.grid_search([1e-3, 1e6])}',
+            steps=10,
+            extra='"optim.grad_clip": 0, "optim.warmup_steps": 0',
+        )
+    )
     _, rows = run_study(load_study(path), name="nan", storage=str(tmp_path))
     by_lr = {json.loads((Path(r["path"]) / "config.json").read_text())["optim"]["lr"]: r for r in rows}
     assert by_lr[1e-3]["status"] == "completed"
@@ -73,8 +81,14 @@ def test_killed_worker_restarts_from_checkpoint_and_ends_at_the_same_step(ray_cl
     import ray
     from ray.util.state import list_actors
 
-    path = study_file(tiny_study('{"drift.kernel": "laplace"}', steps=300, every=100,
-                                 extra='"train.checkpoint_every": 20, "train.threads": 1'))
+    path = study_file(
+        tiny_study(
+            '{"drift.kernel": "laplace"}',
+            steps=300,
+            every=100,
+            extra='"train.checkpoint_every": 20, "train.threads": 1',
+        )
+    )
     killed = {}
 
     def kill_worker_mid_trial():
@@ -104,9 +118,15 @@ def test_killed_worker_restarts_from_checkpoint_and_ends_at_the_same_step(ray_cl
 
 def test_wandb_offline_files_come_from_rank_zero_only(ray_cluster, tmp_path, study_file, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    path = study_file(tiny_study('{"drift.kernel": "gaussian"}', steps=6, every=3,
-                                 extra='"wandb.mode": "offline", "scaling.num_workers": 2',
-                                 trial='{"num_workers": 2, "cpus_per_worker": 1, "max_failures": 0}'))
+    path = study_file(
+        tiny_study(
+            '{"drift.kernel": "gaussian"}',
+            steps=6,
+            every=3,
+            extra='"wandb.mode": "offline", "scaling.num_workers": 2',
+            trial='{"num_workers": 2, "cpus_per_worker": 1, "max_failures": 0}',
+        )
+    )
     _, rows = run_study(load_study(path), name="wb", storage=str(tmp_path))
     (row,) = rows
     assert row["status"] == "completed", row
@@ -119,14 +139,26 @@ def test_wandb_offline_files_come_from_rank_zero_only(ray_cluster, tmp_path, stu
 
 def _raydrift(*args, **kw):
     exe = Path(sys.executable).with_name("raydrift")
-    return subprocess.Popen([str(exe), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, RAY_AUTH_MODE="disabled"), **kw)
+    return subprocess.Popen(
+        [str(exe), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, RAY_AUTH_MODE="disabled"),
+        **kw,
+    )
 
 
 def test_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path, study_file):
-    path = study_file(tiny_study('{"drift.kernel": tune.grid_search(["laplace", "gaussian"])}', steps=240, every=60,
-                                 extra='"train.checkpoint_every": 30, "train.threads": 1',
-                                 more="MAX_CONCURRENT = 1\n"))
+    path = study_file(
+        tiny_study(
+            '{"drift.kernel": tune.grid_search(["laplace", "gaussian"])}',
+            steps=240,
+            every=60,
+            extra='"train.checkpoint_every": 30, "train.threads": 1',
+            more="MAX_CONCURRENT = 1\n",
+        )
+    )
     experiment = tmp_path / "resume"
     proc = _raydrift("tune", str(path), "--storage", str(tmp_path), "--name", "resume")
     deadline = time.time() + 300

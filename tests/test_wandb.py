@@ -13,8 +13,14 @@ from raydrift.wandb_logger import WandbReporter, run_id
 
 def _log_a_run(tmp_path, mode):
     cfg = apply_overrides(get_preset("digits"), {"wandb.mode": mode})
-    rep = WandbReporter(PlainReporter(tmp_path), cfg, run_dir=tmp_path, id=run_id("exp", "trial_0001"),
-                        group="exp-abc", name="kernel=gaussian-seed0")
+    rep = WandbReporter(
+        PlainReporter(tmp_path),
+        cfg,
+        run_dir=tmp_path,
+        id=run_id("exp", "trial_0001"),
+        group="exp-abc",
+        name="kernel=gaussian-seed0",
+    )
     for step in (1, 2, 3):
         rep.report({"step": step, "train/loss": 1.0 / step, "eval/fid_net": "lenet:digits"})
     rep.finish()
