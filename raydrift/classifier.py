@@ -9,19 +9,19 @@ carries a hash of the trained weights themselves (training is bit-exact only for
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import time
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .filelock import locked
 
 ARCH_VERSION = "lenet-v1"  # bump when LeNet or train_classifier changes: it invalidates cached weights
 
@@ -185,17 +185,6 @@ def weights_hash(model: nn.Module) -> str:
     return h.hexdigest()[:8]
 
 
-@contextmanager
-def _locked(path: Path):
-    """An exclusive advisory lock on ``path`` (created if missing) for the duration of the block."""
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def load_or_train_classifier(
     dataset_id: str,
     x: torch.Tensor | np.ndarray,
@@ -236,7 +225,7 @@ def load_or_train_classifier(
 
     # One process trains, the others wait and load its weights: racing trainers would each use their own
     # (thread-count dependent) weights under one name, and reference statistics would not match them.
-    with _locked(path.with_name(path.name + ".lock")):
+    with locked(path.with_name(path.name + ".lock")):
         from_cache = path.exists()
         if from_cache:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)

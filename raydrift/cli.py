@@ -255,23 +255,18 @@ def presets() -> None:
         click.echo(f"{name:14s} {(fn.__doc__ or '').strip()}")
 
 
-def _register_optional_commands() -> None:
-    """Subcommands that live beside the core (study runner, analysis, encoders)."""
-    for module, attr in (
-        ("raydrift.tune", "tune"),
-        ("analysis.cli", "analyze"),
-        ("raydrift.encoder_cli", "encoder"),
-    ):
-        try:
-            mod = __import__(module, fromlist=[attr])
-        except ImportError as err:
-            if err.name not in (module, module.rsplit(".", 1)[0]):
-                raise
-            continue
-        main.add_command(getattr(mod, attr))
+def _register_commands() -> None:
+    """The study runner, the analysis layer and the encoder tools live in their own modules."""
+    from analysis.cli import analyze
+
+    from .encoder_cli import encoder
+    from .tune import tune
+
+    for command in (tune, analyze, encoder):
+        main.add_command(command)
 
 
-_register_optional_commands()
+_register_commands()
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -103,7 +103,9 @@ class DriftConfig:
     encoder: Literal["resnet18", "resnet50", "convnextv2", "dinov2", "mae"] = "mae"
     """Feature encoder (space=feature): torchvision resnet18/50, timm convnextv2/dinov2, or our MAE."""
     encoder_weights: str = ""
-    """Encoder weights file ("" = the usual download; mae needs one: `raydrift encoder train`)."""
+    """Encoder weights file ("" = the usual download; mae: a file from `raydrift encoder train`, or auto)."""
+    encoder_auto_steps: int = 2000
+    """MAE training steps when encoder_weights=auto (trained once per dataset and cached)."""
     encoder_layers: tuple[str, ...] = ()
     """Encoder feature maps to use, e.g. layer1,layer2 (empty = all of the encoder's)."""
     encoder_input_size: int = 0
@@ -134,6 +136,7 @@ class DriftConfig:
         _check(self.n_neg >= 2, f"drift.n_neg must be >= 2 (the self pair is masked), got {self.n_neg}")
         _check(self.classes_per_step >= 1, f"drift.classes_per_step must be >= 1, got {self.classes_per_step}")
         _check(self.n_unc >= 0, f"drift.n_unc must be >= 0, got {self.n_unc}")
+        _check(self.encoder_auto_steps >= 1, f"drift.encoder_auto_steps must be >= 1, got {self.encoder_auto_steps}")
         _check(self.cfg_alpha_max >= 1, f"drift.cfg_alpha_max must be >= 1, got {self.cfg_alpha_max}")
         self.encoder_layers = tuple(self.encoder_layers)
         self.feature_stats = tuple(self.feature_stats)

@@ -256,7 +256,8 @@ class MAEFeatureEncoder(Encoder):
             how = (
                 "Train one on the dataset first (no outside weights needed): "
                 f"`raydrift encoder train --dataset {dataset or '<dataset>'} --out PATH`, then pass "
-                "--set drift.encoder_weights=PATH."
+                "--set drift.encoder_weights=PATH; or --set drift.encoder_weights=auto to train one with the "
+                "default recipe on the first use and cache it."
             )
             if not weights:
                 raise EncoderWeightsError(f"drift.encoder=mae needs a weights file (drift.encoder_weights). {how}")

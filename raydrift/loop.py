@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import seeding
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import Config, to_dict
+from .config import Config, apply_overrides, to_dict
 from .data import ClassQueues, Dataset, load_dataset
 from .drift import anneal_temperatures
 from .exchange import gather_step
@@ -133,6 +133,19 @@ def train(
         net.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay
     )
     queues = ClassQueues(data.y, K, seed=seeding.derive_seed(seed, rank=rank, purpose="queues"))
+    if cfg.drift.space == "feature" and cfg.drift.encoder == "mae" and cfg.drift.encoder_weights == "auto":
+        from .evaluation import default_cache_dir
+        from .mae import cached_mae
+
+        weights = cached_mae(
+            cfg.data.dataset,
+            data.x.cpu(),
+            cfg.eval.cache_dir or default_cache_dir(),
+            steps=cfg.drift.encoder_auto_steps,
+            device=device,
+            log=log,
+        )
+        cfg = apply_overrides(cfg, {"drift.encoder_weights": str(weights)})
     objective = build_objective(cfg.drift, data.sample_shape, device, cfg.data.dataset)
     state = TrainState()
 

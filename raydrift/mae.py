@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import json
 import math
 import os
 import time
@@ -31,6 +33,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .filelock import locked
 
 FORMAT = "raydrift-mae-v1"
 
@@ -276,3 +280,38 @@ def knn_accuracy(
     nearest = (f_test @ f_train.T).topk(k, dim=1).indices
     votes = F.one_hot(y_train[nearest], int(y_train.max()) + 1).sum(1)
     return (votes.argmax(1) == y_test).float().mean().item()
+
+
+AUTO_STEPS = 2000  # the `raydrift encoder train` default
+
+
+def cached_mae(
+    dataset: str,
+    x: torch.Tensor,
+    cache_dir: str | os.PathLike,
+    *,
+    steps: int = AUTO_STEPS,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    log: Callable[[str], None] | None = print,
+) -> Path:
+    """The weights file of an MAE trained with the default recipe on ``x`` (``dataset``'s train split).
+
+    Taken from ``cache_dir`` when present; else trained now, while concurrent callers (other trials) wait
+    for it and then load the same file (``drift.encoder_weights=auto``).
+    """
+    C, H, W = x.shape[1:]
+    patch = 2 if max(H, W) <= 16 else 4
+    arch = MAEArch(in_channels=C)
+    h = hashlib.sha256(
+        json.dumps([dataset, list(x.shape), steps, seed, patch, FORMAT, dataclasses.asdict(arch)]).encode()
+    )
+    h.update(x[:: max(1, len(x) // 256)].contiguous().cpu().numpy().tobytes())
+    path = Path(cache_dir) / f"mae-{dataset}-{h.hexdigest()[:8]}.pt"
+    with locked(path.with_name(path.name + ".lock")):
+        if not path.exists():
+            if log:
+                log(f"training the MAE encoder for {dataset} ({steps} steps; cached at {path})")
+            net, summary = train_mae(x, arch=arch, steps=steps, patch_size=patch, seed=seed, device=device, log=log)
+            save_mae(path, net, summary | {"dataset": dataset, "image_shape": [C, H, W], "train_images": len(x)})
+    return path

@@ -221,16 +221,20 @@ def format_summary(rows: list[dict[str, Any]]) -> str:
         f"{len(rows)} trials: {counts['completed']} completed, {counts['early-stopped']} early-stopped, "
         f"{counts['failed']} failed" + (f", {counts['unfinished']} unfinished" if counts["unfinished"] else "")
     )
+    width = max([len("group")] + [len(r["group"]) for r in rows])
+
+    def fmt(v: Any) -> str:
+        return f"{v:9.2f}" if isinstance(v, (int, float)) else f"{'-':>9s}"
+
     lines = [
         head,
         "",
-        f"{'group':44s} {'seed':>4s} {'status':14s} {'step':>7s} {'last FID':>9s} {'best FID':>9s}  note",
+        f"{'group':{width}s} {'seed':>4s} {'status':14s} {'step':>7s} {'last FID':>9s} {'best FID':>9s}  note",
     ]
     for r in rows:
-        fmt = lambda v: f"{v:9.2f}" if isinstance(v, (int, float)) else f"{'-':>9s}"  # noqa: E731
         lines.append(
-            f"{r['group'][:44]:44s} {str(r['seed']):>4s} {r['status']:14s} {r['last_step']:7d} "
-            f"{fmt(r['last_fid'])} {fmt(r['best_fid'])}  {r['reason'][:80]}"
+            f"{r['group']:{width}s} {str(r['seed']):>4s} {r['status']:14s} {r['last_step']:7d} "
+            f"{fmt(r['last_fid'])} {fmt(r['best_fid'])}  {r['reason'][:160]}"
         )
     return "\n".join(lines)
 

@@ -23,6 +23,15 @@ PRESETS = {
         "drift.n_neg": 32,
         "drift.compile": False,
     },
-    "mnist": {"train.steps": 20000, "eval.every": 1000, "eval.num_samples": 2000, "train.log_every": 100},
+    "mnist": {
+        "train.steps": 20000,
+        "eval.every": 1000,
+        "eval.num_samples": 2000,
+        "train.log_every": 100,
+        "drift.n_pos": 64,
+        "drift.n_neg": 64,
+        "model.dim": 128,
+        "model.depth": 4,
+    },
     "cifar10": {"train.steps": 50000, "eval.every": 2500, "eval.num_samples": 10000, "scaling.use_gpu": True},
 }

@@ -121,3 +121,41 @@ def test_loop_trains_in_feature_space_with_the_mae(tmp_path):
     missing = apply_overrides(cfg, [f"drift.encoder_weights={tmp_path / 'none.pt'}"])
     with pytest.raises(FileNotFoundError, match="raydrift encoder train --dataset digits"):
         train(missing, PlainReporter(tmp_path / "run2"), log=lambda s: None)
+
+
+def test_auto_weights_are_trained_once_and_cached(tmp_path):
+    """drift.encoder_weights=auto: the first run trains the MAE on the data and caches it; later runs reuse it."""
+    from raydrift.config import apply_overrides
+    from raydrift.history import PlainReporter, read_history
+    from raydrift.loop import train
+    from raydrift.presets import get_preset
+
+    cfg = apply_overrides(
+        get_preset("digits"),
+        {
+            "drift.space": "feature",
+            "drift.encoder": "mae",
+            "drift.encoder_weights": "auto",
+            "drift.encoder_auto_steps": 3,
+            "eval.cache_dir": str(tmp_path / "cache"),
+            "train.steps": 2,
+            "train.log_every": 1,
+            "eval.every": 0,
+            "model.dim": 32,
+            "model.depth": 1,
+            "model.heads": 2,
+            "drift.n_pos": 8,
+            "drift.n_neg": 8,
+            "drift.classes_per_step": 2,
+            "train.threads": 1,
+        },
+    )
+    logs = []
+    train(cfg, PlainReporter(tmp_path / "a"), log=logs.append)
+    (weights,) = (tmp_path / "cache").glob("mae-digits-*.pt")
+    mtime = weights.stat().st_mtime_ns
+    assert any("training the MAE encoder for digits" in line for line in logs)
+    logs.clear()
+    train(cfg, PlainReporter(tmp_path / "b"), log=logs.append)
+    assert weights.stat().st_mtime_ns == mtime and not any("training the MAE" in line for line in logs)
+    assert all(r["train/loss"] > 0 for r in read_history(tmp_path / "b"))
