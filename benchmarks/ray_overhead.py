@@ -70,6 +70,7 @@ def tune_trial(steps: int, out: Path) -> float:
     from raydrift.tune import run_study
 
     fixed = {k: v for k, v in overrides(steps, out).items() if k != "output_dir"}
+    out.mkdir(parents=True, exist_ok=True)
     path = out / "overhead_study.py"
     path.write_text(STUDY.format(fixed=fixed))
     t0 = time.perf_counter()
