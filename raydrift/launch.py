@@ -46,7 +46,12 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, temp_di
         return
     address = address or os.environ.get("RAY_ADDRESS")  # e.g. inside `ray job submit`
     if address:
-        ray.init(address=address, log_to_driver=True)
+        context = ray.init(address=address, log_to_driver=True)
+        # An inherited RAY_API_SERVER_ADDRESS (e.g. from a local cluster this shell started earlier) would
+        # send Train's state-API calls to that other cluster: point it at the one we joined.
+        if context.dashboard_url:
+            url = context.dashboard_url
+            os.environ["RAY_API_SERVER_ADDRESS"] = url if "://" in url else f"http://{url}"
         return
     # Train V2 frees a stopped trial's workers from an actor that finds the state API by auto-detecting
     # the local cluster; with a second Ray instance on the machine that fails and the resources leak
