@@ -103,23 +103,53 @@ class Grouping:
         return self.seeds(label) < 2
 
     def find(self, spec: str) -> str:
-        """The group named by its label, a group_id of one of its runs, or ``key=value[,key=value]``."""
-        if spec in self.labels:
-            return spec
-        hits = self.runs.filter(pl.col("group_id") == spec)["group"].unique().to_list()
-        if not hits and "=" in spec:
-            rows = self.runs
-            for part in spec.split(","):
-                name, value = (s.strip() for s in part.split("=", 1))
-                col = next((c for c in self.by if name in (c, short_name(c))), None)
-                if col is None:
-                    raise GroupingError(f"baseline key {name!r} is not a grouping key ({', '.join(self.by)})")
-                rows = rows.filter(_equals(rows[col], value))
-            hits = rows["group"].unique().to_list()
+        """The one group named by its label, a group_id of one of its runs, or ``key=value[,key=value]``."""
+        hits, _ = self._match(spec)
         if len(hits) != 1:
-            what = "no group" if not hits else f"{len(hits)} groups ({', '.join(hits)})"
+            what = "no group" if not hits else f"{len(hits)} groups ({'; '.join(hits)})"
             raise GroupingError(f"baseline {spec!r} matches {what}; groups: {'; '.join(self.labels)}")
         return hits[0]
+
+    def baselines(self, spec: str) -> dict[str, str]:
+        """Each group's baseline: ``{group: baseline group}`` for every group that is not a baseline.
+
+        A spec that names one group is every group's baseline. A ``key=value`` spec that matches several
+        groups (``kernel=laplace`` in a kernel x normalisation study) gives each other group the baseline
+        group that shares its values on every other grouping key: gaussian+xy against laplace+xy, and so on.
+        """
+        hits, keys = self._match(spec)
+        if not hits:
+            raise GroupingError(f"baseline {spec!r} matches no group; groups: {'; '.join(self.labels)}")
+        if len(hits) == 1:
+            return {g: hits[0] for g in self.labels if g != hits[0]}
+        if not keys:
+            raise GroupingError(f"baseline {spec!r} matches {len(hits)} groups ({'; '.join(hits)})")
+        others = [c for c in self.by if c not in keys]
+        first = self.runs.unique("group", keep="first").iter_rows(named=True)
+        setting = {row["group"]: tuple(format_value(row[c]) for c in others) for row in first}
+        by_setting = {setting[g]: g for g in hits}  # hits share the spec's keys, so differ in the others
+        pairs = {g: by_setting.get(setting[g]) for g in self.labels if g not in hits}
+        missing = [g for g, b in pairs.items() if b is None]
+        if missing:
+            raise GroupingError(f"baseline {spec!r}: no baseline group with the other settings of {'; '.join(missing)}")
+        return pairs
+
+    def _match(self, spec: str) -> tuple[list[str], list[str]]:
+        """Groups matching ``spec`` and, for a ``key=value`` spec, the grouping keys it names."""
+        if spec in self.labels:
+            return [spec], []
+        hits = self.runs.filter(pl.col("group_id") == spec)["group"].unique().to_list()
+        if hits or "=" not in spec:
+            return hits, []
+        rows, keys = self.runs, []
+        for part in spec.split(","):
+            name, value = (s.strip() for s in part.split("=", 1))
+            col = next((c for c in self.by if name in (c, short_name(c))), None)
+            if col is None:
+                raise GroupingError(f"baseline key {name!r} is not a grouping key ({', '.join(self.by)})")
+            rows = rows.filter(_equals(rows[col], value))
+            keys.append(col)
+        return [g for g in self.labels if g in set(rows["group"].to_list())], keys
 
 
 def make_grouping(res: Results, by: Sequence[str] | None = None, label: str | None = None) -> Grouping:

@@ -68,11 +68,12 @@ def analyze(
         title = f"Matched step {n} (last value at or before step {n}; mean ± 95% CI over seeds)"
         tables[f"matched_step_{n}"] = group_table(res, grouping, matched_columns(n, metrics), title)
     if baseline is not None:
-        base = grouping.find(baseline)
-        title = f"Paired difference vs `{base}` (group - baseline on shared seeds, mean ± 95% CI)"
+        base = grouping.baselines(baseline)
+        name = next(iter(base.values())) if len(set(base.values())) == 1 else baseline
+        title = f"Paired difference vs `{name}` (group - baseline on shared seeds, mean ± 95% CI)"
         tables["paired_summary"] = paired_table(res, grouping, SUMMARY_COLUMNS[1:], base, title)
         for n in at_steps:
-            title = f"Paired difference vs `{base}` at step {n} (group - baseline on shared seeds)"
+            title = f"Paired difference vs `{name}` at step {n} (group - baseline on shared seeds)"
             tables[f"paired_step_{n}"] = paired_table(res, grouping, matched_columns(n, metrics), base, title)
     return Analysis(res, grouping, tables, list(at_steps), list(metrics), [str(s) for s in sources])
 

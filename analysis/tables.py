@@ -187,8 +187,14 @@ def group_table(res: Results, grouping: Grouping, columns: Sequence[Column], tit
     return table
 
 
-def paired_table(res: Results, grouping: Grouping, columns: Sequence[Column], baseline: str, title: str) -> Table:
-    """Per shared pair key (the seed, plus pooled axes): value(group) - value(baseline); mean +/- 95% CI."""
+def paired_table(
+    res: Results, grouping: Grouping, columns: Sequence[Column], baseline: str | dict[str, str], title: str
+) -> Table:
+    """Per shared pair key (the seed, plus pooled axes): value(group) - value(baseline); mean +/- 95% CI.
+
+    ``baseline``: one group for all, or ``{group: its baseline group}`` (see :meth:`Grouping.baselines`)."""
+    if isinstance(baseline, str):
+        baseline = {g: baseline for g in grouping.labels if g != baseline}
     keys = grouping.pair_keys
     values = run_values(res, columns).join(grouping.runs.select("run", "group", *keys), on="run")
     headers, values = _headers(values, columns)
@@ -196,11 +202,10 @@ def paired_table(res: Results, grouping: Grouping, columns: Sequence[Column], ba
     per_key = values.group_by("group", "header", "pid", *keys, maintain_order=True).agg(
         pl.col("value").mean(), pl.col("run"), pl.col("missing").any(), pl.col("ended_early").any()
     )
-    base = per_key.filter(pl.col("group") == baseline).drop("group")
     rows, paired_runs = [], set()
-    for label in grouping.labels:
-        if label == baseline:
-            continue
+    labels = [g for g in grouping.labels if g in baseline]
+    for label in labels:
+        base = per_key.filter(pl.col("group") == baseline[label]).drop("group")
         pairs = per_key.filter(pl.col("group") == label).join(
             base, on=["header", "pid", *keys], suffix="_base", nulls_equal=False
         )
@@ -218,9 +223,13 @@ def paired_table(res: Results, grouping: Grouping, columns: Sequence[Column], ba
             rows.append(_cell(label, header, pid, mean_ci(diffs), part["seed"].n_unique(), runs, **flags))
     cells = pl.DataFrame(rows, schema=_CELL_SCHEMA)
     digits = {c.header: c.digits for c in columns if c.digits is not None}
-    table = Table(title, headers, [g for g in grouping.labels if g != baseline], cells, grouping, digits=digits)
+    table = Table(title, headers, labels, cells, grouping, digits=digits)
     table.paired = True
-    table.notes = [f"Paired on: {', '.join(keys)}; n = number of pairs; difference = group - `{baseline}`."]
+    bases = sorted(set(baseline.values()), key=grouping.labels.index)
+    against = f"`{bases[0]}`" if len(bases) == 1 else "the baseline group with the same other settings"
+    table.notes = [f"Paired on: {', '.join(keys)}; n = number of pairs; difference = group - {against}."]
+    if len(bases) > 1:
+        table.notes += [f"`{g}` - `{b}`" for g, b in baseline.items()]
     table.notes += _notes(res, values.filter(pl.col("run").is_in(list(paired_runs))), grouping, columns)
     return table
 

@@ -254,3 +254,39 @@ def test_stage_from_meta_and_logical_runs(tmp_path):
     res = load(tmp_path / "exp")
     assert res.runs["run"].to_list() == ["r"] and res.runs["final_step"].to_list() == [30]
     assert res.tidy.select("stage", "step", "value").rows() == [(0, 10, 1.0), (1, 15, 0.9), (1, 30, 0.8)]
+
+
+def test_baseline_on_one_axis_pairs_each_group_with_its_counterpart(tmp_path):
+    """kernel x normalisation: `--baseline kernel=laplace` pairs gaussian+xy with laplace+xy, gaussian+y with
+    laplace+y (the last FID of each run is typed in here)."""
+    fids = {("laplace", "xy"): (80, 90), ("laplace", "y"): (70, 75), ("gaussian", "xy"): (60, 66)}
+    fids[("gaussian", "y")] = (72, 71)
+    root = tmp_path / "kxn"
+    for (kernel, norm), per_seed in fids.items():
+        for seed, fid in enumerate(per_seed):
+            d = write_run(
+                root,
+                f"{kernel}-{norm}-s{seed}",
+                kernel,
+                f"{kernel}{norm}",
+                seed,
+                [rec(400, loss=1.0, fid=fid, is_=2.0)],
+            )
+            config = json.loads((d / "config.json").read_text())
+            config["drift"]["normalization"] = norm
+            (d / "config.json").write_text(json.dumps(config))
+            meta = json.loads((d / "meta.json").read_text())
+            meta["overrides"]["drift.normalization"] = norm
+            (d / "meta.json").write_text(json.dumps(meta))
+    out = run_cli(str(root), "--baseline", "kernel=laplace")
+    t = table(parse_tables(out), "Paired difference vs `kernel=laplace` (")
+    assert list(t) == ["kernel=gaussian, normalization=xy", "kernel=gaussian, normalization=y"]
+    assert t["kernel=gaussian, normalization=xy"]["last FID"] == cell([60 - 80, 66 - 90], 2)
+    assert t["kernel=gaussian, normalization=y"]["last FID"] == cell([72 - 70, 71 - 75], 2)
+    assert "`kernel=gaussian, normalization=y` - `kernel=laplace, normalization=y`" in out
+    # naming one group still makes it everyone's baseline
+    t = table(parse_tables(run_cli(str(root), "--baseline", "kernel=laplace,normalization=xy")), "Paired difference")
+    assert t["kernel=gaussian, normalization=y"]["last FID"] == cell([72 - 80, 71 - 90], 2)
+    assert t["kernel=laplace, normalization=y"]["last FID"] == cell([70 - 80, 75 - 90], 2)
+    result = CliRunner().invoke(analyze, [str(root), "--baseline", "kernel=cosine"])
+    assert result.exit_code != 0 and "matches no group" in result.output
