@@ -1,7 +1,7 @@
 """Pixel-space vs feature-space drifting on real MNIST at the same wall-clock budget on this CPU.
 
-Both runs use the ``mnist`` preset unchanged (DiT generator, 10 classes x 64 generated x 64 positives,
-temperatures (0.02, 0.05, 0.2), affinity floor 0) and differ only in ``drift.space``: ``pixel``, or
+Both runs use the ``mnist`` preset unchanged (its DiT generator and per-class sample counts, temperatures
+(0.02, 0.05, 0.2), affinity floor 0) and differ only in ``drift.space``: ``pixel``, or
 ``feature`` with raydrift's own MAE encoder (``drift.encoder=mae``, full A.5 feature set of its four stages
 plus the raw-pixel and per-channel RMS keys). Each run trains until ``--minutes`` of wall clock have passed
 (checked at every checkpoint, every ``--ckpt-every`` steps). Then both EMA generators from the last

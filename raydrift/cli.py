@@ -126,7 +126,8 @@ def _summary(history: list[dict]) -> str:
     parts = [
         f"step {last['step']}: FID {last['eval/fid']:.2f} ({last['eval/fid_net']}, {last['eval/fid_samples']} samples "
         f"vs {last['eval/fid_ref']})",
-        f"class-mean generator FID {last['eval/fid_classmean']:.2f}, real-data FID {last['eval/fid_real']:.2f}",
+        f"class-mean generator FID {last['eval/fid_classmean']:.2f}, real-data FID {last['eval/fid_real']:.2f}"
+        + (f" ({last['eval/fid_real_n']} held-out images)" if "eval/fid_real_n" in last else ""),
         f"within-class diversity {last['eval/diversity']:.3f} (real {last['eval/diversity_real']:.3f})",
     ]
     if last.get("eval/is") is not None:

@@ -4,8 +4,9 @@ Fixed protocol within a run and across runs: class-balanced labels, noise from a
 for every run and seed of a study), ``eval.num_samples`` samples, reference statistics of one real split
 cached on disk. Every FID is logged with its provenance (``eval/fid_net``, ``eval/fid_samples``,
 ``eval/fid_ref``, ``eval/fid_ref_n``). Each record also carries the yardsticks a reader needs to judge
-it: the FID of a generator that outputs each class's mean image, the FID of the other real split, and
-the real data's within-class diversity.
+it: the FID of a generator that outputs each class's mean image, the FID of ``eval.num_samples`` images of
+the other real split (a fixed subset: the floor at this sample count, and bounded cost with a slow feature
+net; ``eval/fid_real_n`` says how many), and the real data's within-class diversity.
 """
 
 from __future__ import annotations
@@ -110,17 +111,23 @@ class Evaluator:
             "eval/fid_ref_n": int(prov["num_samples"]),
         }
         # Yardsticks: class-mean generator, the other real split, the real within-class diversity.
-        means = train.class_means()[self.labels]
+        real = _as_features_input(other)
+        if len(real) > N:  # as many real images as generated ones, always the same subset
+            real = real[torch.randperm(len(real), generator=torch.Generator().manual_seed(EVAL_SEED))[:N]]
         self.yardsticks = {
-            "eval/fid_classmean": self._fid(means),
-            "eval/fid_real": self._fid(_as_features_input(other)),
+            # N copies of K class means: the features of the K distinct images, repeated (cheap with Inception)
+            "eval/fid_classmean": self._fid(train.class_means(), rows=self.labels),
+            "eval/fid_real": self._fid(real),
+            "eval/fid_real_n": len(real),
             "eval/diversity_real": within_class_diversity(_flat(ref.get(torch.arange(len(ref)))), ref.y),
         }
         if getattr(self.net, "accuracy", None) is not None:
             self.yardsticks["eval/classifier_acc"] = float(self.net.accuracy)
 
-    def _fid(self, x: torch.Tensor) -> float:
-        stats = FeatureStats().update(self.net.features(x.to(self.device), batch_size=self.cfg.eval.batch_size))
+    def _fid(self, x: torch.Tensor, rows: torch.Tensor | None = None) -> float:
+        """FID of images ``x`` (of ``x[rows]`` when given, computing each distinct image's features once)."""
+        features = self.net.features(x.to(self.device), batch_size=self.cfg.eval.batch_size)
+        stats = FeatureStats().update(features if rows is None else features[rows.to(features.device)])
         return stats_to_fid(stats, self.ref_stats)
 
     @torch.no_grad()
