@@ -102,14 +102,6 @@ class Grouping:
         """A conclusion from one seed is preliminary."""
         return self.seeds(label) < 2
 
-    def find(self, spec: str) -> str:
-        """The one group named by its label, a group_id of one of its runs, or ``key=value[,key=value]``."""
-        hits, _ = self._match(spec)
-        if len(hits) != 1:
-            what = "no group" if not hits else f"{len(hits)} groups ({'; '.join(hits)})"
-            raise GroupingError(f"baseline {spec!r} matches {what}; groups: {'; '.join(self.labels)}")
-        return hits[0]
-
     def baselines(self, spec: str) -> dict[str, str]:
         """Each group's baseline: ``{group: baseline group}`` for every group that is not a baseline.
 
