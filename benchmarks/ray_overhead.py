@@ -1,23 +1,38 @@
 """Ray overhead: one short training run in a plain process, under a 1-worker TorchTrainer, and as one Tune
-trial, timed in the same run; prints the overhead ratios (target: <= 10% for a ~60 s run).
+trial, timed in the same run; prints the overhead ratios (target: <= 10% for a ~60 s run) and where the
+time goes.
 
 Each variant runs the same config (digits preset, ``--steps``) end to end, including evaluation at the end
-and checkpointing. The plain variant is a fresh Python process (``raydrift train --plain``), so its
-import and set-up costs are counted like the Ray workers'. ``ray.init`` happens once, before the Ray
-variants, and is reported on its own (a study pays it once, not per trial).
+and checkpointing. The plain variant is a fresh Python process (``raydrift train --plain``, started while
+no Ray cluster is running), so its interpreter, import and set-up costs are counted like the Ray workers'.
 
-    python benchmarks/ray_overhead.py [--steps 400] [--repeats 1]
+Costs a study pays once, not per trial, are timed and printed on their own: ``ray.init`` and the first
+Train run on a fresh cluster (a short warm-up run; its extra cost over later runs is the cluster's cold
+start). The Ray variants then alternate (trainer, trial, trainer, trial, ...) so slow drifts of this shared
+machine's speed hit both alike; the minimum over ``--repeats`` is reported.
+
+Every run's ``metrics.jsonl`` splits its wall time into start-up (process launch to the first training
+step, from the first record's timestamp), training (the steps, from each logged window's step rate) and
+the rest, "tail" (final evaluation, checkpoint, reports, shutdown). The fixed cost per trial (start-up and
+tail beyond plain's) does not grow with the run; the training part's ratio is the overhead a long run
+converges to. The run length at which the total overhead falls to 10% follows from the two. With
+``--idle-cluster`` the plain process also runs beside the idle Ray cluster: Ray's background processes'
+share of a small machine, which no Train or Tune setting removes.
+
+    python benchmarks/ray_overhead.py [--steps 400] [--repeats 2] [--idle-cluster] [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -30,42 +45,65 @@ SEEDS = [0]
 SCHEDULER = None
 TRIAL = {{"num_workers": 1, "cpus_per_worker": 2, "max_failures": 0}}
 '''
+LOG_EVERY = 50
+
+
+@dataclass
+class Timing:
+    total: float
+    start: float  # launch -> first training step
+    train: float  # the training steps themselves (sum of the logged windows)
+    tail: float  # the rest: final evaluation, checkpoint, reports, shutdown
+
+    @staticmethod
+    def of(t0: float, t1: float, out: Path) -> Timing:
+        """Split ``[t0, t1]`` (``time.time()``) with the one ``metrics.jsonl`` under ``out``."""
+        (path,) = list(out.rglob("metrics.jsonl"))
+        recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        windows = [r for r in recs if "perf/steps_per_s" in r]  # one per LOG_EVERY steps, from step 0
+        train = sum(LOG_EVERY / r["perf/steps_per_s"] for r in windows)
+        # the first record is written right after its window (no evaluation before the last step)
+        start = windows[0]["time"] - LOG_EVERY / windows[0]["perf/steps_per_s"] - t0
+        return Timing(t1 - t0, start, train, (t1 - t0) - start - train)
+
+
+THREADS = 2  # training threads (--threads)
 
 
 def overrides(steps: int, out: Path) -> dict:
     return {
         "train.steps": steps,
         "eval.every": 0,
-        "train.log_every": 50,
+        "train.log_every": LOG_EVERY,
         "output_dir": str(out),
         "scaling.cpus_per_worker": 2,
-        "train.threads": 2,
+        "train.threads": THREADS,
     }
 
 
-def plain(steps: int, out: Path) -> float:
+def plain(steps: int, out: Path) -> Timing:
     exe = Path(sys.executable).with_name("raydrift")
     sets = [a for k, v in overrides(steps, out).items() for a in ("--set", f"{k}={v}")]
-    t0 = time.perf_counter()
+    t0 = time.time()
     subprocess.run(
         [str(exe), "train", "--preset", "digits", "--plain", "--name", "plain", *sets], check=True, capture_output=True
     )
-    return time.perf_counter() - t0
+    return Timing.of(t0, time.time(), out)
 
 
-def torch_trainer(steps: int, out: Path) -> float:
+def torch_trainer(steps: int, out: Path) -> Timing:
     from raydrift.config import apply_overrides
     from raydrift.launch import run_training
     from raydrift.presets import get_preset
 
     cfg = apply_overrides(get_preset("digits"), overrides(steps, out) | {"name": "trainer"})
-    t0 = time.perf_counter()
+    t0 = time.time()
     result = run_training(cfg)
     assert result.error is None, result.error
-    return time.perf_counter() - t0
+    return Timing.of(t0, time.time(), out)
 
 
-def tune_trial(steps: int, out: Path) -> float:
+def tune_trial(steps: int, out: Path) -> Timing:
     from raydrift.study import load_study
     from raydrift.tune import run_study
 
@@ -73,19 +111,61 @@ def tune_trial(steps: int, out: Path) -> float:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "overhead_study.py"
     path.write_text(STUDY.format(fixed=fixed))
-    t0 = time.perf_counter()
+    t0 = time.time()
     _, rows = run_study(load_study(path), name="tune", storage=str(out))
     assert rows[0]["status"] == "completed", rows
-    return time.perf_counter() - t0
+    return Timing.of(t0, time.time(), out)
+
+
+def report(times: dict[str, list[Timing]], steps: int, repeats: int) -> None:
+    best = {name: min(ts, key=lambda t: t.total) for name, ts in times.items() if ts}
+    base = best["plain"]
+    print(
+        f"\ndigits preset, {steps} steps, eval at the end; min of {repeats}; {THREADS} training threads on "
+        f"{os.cpu_count()} CPUs"
+    )
+    print(f"{'variant':22s} {'total s':>8s} {'ratio':>6s} {'overhead':>9s} {'start':>7s} {'train':>7s} {'tail':>6s}")
+    for name, t in best.items():
+        print(
+            f"{name:22s} {t.total:8.1f} {t.total / base.total:6.2f} {100 * (t.total / base.total - 1):+8.1f}% "
+            f"{t.start:7.1f} {t.train:7.1f} {t.tail:6.1f}"
+        )
+    print("\nper Ray variant: fixed cost per run (start + tail beyond plain's), training-part ratio, and the run")
+    print("length (plain wall time) at which its total overhead is 10%")
+    for name in ("torch_trainer", "tune_trial"):
+        t = best[name]
+        fixed = (t.start + t.tail) - (base.start + base.tail)
+        r = t.train / base.train
+        # overhead(L) = (fixed + (r - 1) * L_train) / L with L_train ~ L: 10% needs L >= fixed / (0.1 - (r - 1))
+        need = f"{fixed / (0.1 - (r - 1)):.0f} s" if r - 1 < 0.1 else "never (training part alone is over 10%)"
+        print(f"  {name:20s} fixed {fixed:5.1f} s   training {r:5.3f}x   10% at >= {need}")
+    print("\nevery run (total / training part, s), to judge the machine's noise:")
+    for name, ts in times.items():
+        if ts:
+            print(f"  {name:20s} " + "  ".join(f"{t.total:.1f} / {t.train:.1f}" for t in ts))
 
 
 def main() -> None:
+    global THREADS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=400, help="training steps (~60 s plain on 2 cores)")
-    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument(
+        "--idle-cluster",
+        action="store_true",
+        help="also time the plain process while the (idle) Ray cluster runs beside it: Ray's background cost",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=THREADS,
+        help="training threads; 1 leaves a core of this 2-core machine to Ray's daemons, as a GPU node's spare "
+        "cores do",
+    )
     args = ap.parse_args()
+    THREADS = args.threads
     out = Path(tempfile.mkdtemp(prefix="rd-overhead-"))
-    times: dict[str, list[float]] = {"plain": [], "torch_trainer": [], "tune_trial": []}
+    times: dict[str, list[Timing]] = {"plain": [], "torch_trainer": [], "tune_trial": [], "plain+idle_cluster": []}
     try:
         for i in range(args.repeats):
             times["plain"].append(plain(args.steps, out / f"p{i}"))
@@ -94,17 +174,18 @@ def main() -> None:
         t0 = time.perf_counter()
         init_ray(temp_dir=tempfile.mkdtemp(prefix="rdo", dir="/tmp"))
         t_init = time.perf_counter() - t0
+        warm = torch_trainer(LOG_EVERY, out / "warm")
         for i in range(args.repeats):
             times["torch_trainer"].append(torch_trainer(args.steps, out / f"t{i}"))
             times["tune_trial"].append(tune_trial(args.steps, out / f"u{i}"))
+            if args.idle_cluster:
+                times["plain+idle_cluster"].append(plain(args.steps, out / f"q{i}"))
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    base = min(times["plain"])
-    print(f"digits preset, {args.steps} steps, eval at the end; min of {args.repeats}; {os.cpu_count()} CPUs")
-    print(f"ray.init (once per study, not per trial): {t_init:.1f} s")
-    for name, ts in times.items():
-        t = min(ts)
-        print(f"{name:14s} {t:7.1f} s   ratio {t / base:5.2f}   overhead {100 * (t / base - 1):+6.1f}%")
+    report(times, args.steps, args.repeats)
+    t = min(times["torch_trainer"], key=lambda t: t.total)
+    print(f"\nonce per study: ray.init {t_init:.1f} s; first Train run on the fresh cluster ({LOG_EVERY} steps):")
+    print(f"  start {warm.start:.1f} s vs {t.start:.1f} s for later runs (cold start {warm.start - t.start:+.1f} s)")
 
 
 if __name__ == "__main__":

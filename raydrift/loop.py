@@ -22,11 +22,12 @@ from torch.nn.parallel import DistributedDataParallel
 from . import seeding
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, apply_overrides, to_dict
-from .data import ClassQueues, Dataset, load_dataset
+from .data import Dataset, load_dataset
 from .drift import anneal_temperatures
 from .exchange import gather_step
 from .models import Generator
 from .objective import build_objective
+from .queues import ClassQueues
 
 
 class NonFiniteLossError(RuntimeError):

@@ -15,7 +15,8 @@ import torchvision.datasets
 from sklearn.datasets import load_digits
 
 from raydrift import data
-from raydrift.data import ClassQueues, DatasetNotFoundError, load_dataset
+from raydrift.data import DatasetNotFoundError, load_dataset
+from raydrift.queues import ClassQueues
 
 MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
