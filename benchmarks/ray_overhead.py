@@ -19,7 +19,7 @@ converges to. The run length at which the total overhead falls to 10% follows fr
 ``--idle-cluster`` the plain process also runs beside the idle Ray cluster: Ray's background processes'
 share of a small machine, which no Train or Tune setting removes.
 
-    python benchmarks/ray_overhead.py [--steps 400] [--repeats 2] [--idle-cluster] [--threads 2]
+    python benchmarks/ray_overhead.py [--steps 400] [--repeats 2] [--idle-cluster] [--threads 2] [--two-trial-study]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ STUDY = '''"""overhead benchmark: one trial"""
 from ray import tune
 SPACE = {{"drift.kernel": "laplace"}}
 FIXED = {fixed!r}
-SEEDS = [0]
+SEEDS = {seeds!r}
 SCHEDULER = None
 TRIAL = {{"num_workers": 1, "cpus_per_worker": 2, "max_failures": 0}}
 '''
@@ -67,23 +67,20 @@ class Timing:
         return Timing(t1 - t0, start, train, (t1 - t0) - start - train)
 
 
-THREADS = 2  # training threads (--threads)
-
-
-def overrides(steps: int, out: Path) -> dict:
+def overrides(steps: int, out: Path, threads: int) -> dict:
     return {
         "train.steps": steps,
         "eval.every": 0,
         "train.log_every": LOG_EVERY,
         "output_dir": str(out),
         "scaling.cpus_per_worker": 2,
-        "train.threads": THREADS,
+        "train.threads": threads,
     }
 
 
-def plain(steps: int, out: Path) -> Timing:
+def plain(steps: int, out: Path, threads: int) -> Timing:
     exe = Path(sys.executable).with_name("raydrift")
-    sets = [a for k, v in overrides(steps, out).items() for a in ("--set", f"{k}={v}")]
+    sets = [a for k, v in overrides(steps, out, threads).items() for a in ("--set", f"{k}={v}")]
     t0 = time.time()
     subprocess.run(
         [str(exe), "train", "--preset", "digits", "--plain", "--name", "plain", *sets], check=True, capture_output=True
@@ -91,37 +88,45 @@ def plain(steps: int, out: Path) -> Timing:
     return Timing.of(t0, time.time(), out)
 
 
-def torch_trainer(steps: int, out: Path) -> Timing:
+def torch_trainer(steps: int, out: Path, threads: int) -> Timing:
     from raydrift.config import apply_overrides
     from raydrift.launch import run_training
     from raydrift.presets import get_preset
 
-    cfg = apply_overrides(get_preset("digits"), overrides(steps, out) | {"name": "trainer"})
+    cfg = apply_overrides(get_preset("digits"), overrides(steps, out, threads) | {"name": "trainer"})
     t0 = time.time()
     result = run_training(cfg)
     assert result.error is None, result.error
     return Timing.of(t0, time.time(), out)
 
 
-def tune_trial(steps: int, out: Path) -> Timing:
+def tune_study(steps: int, out: Path, threads: int, seeds: tuple[int, ...] = (0,)) -> float:
+    """Wall seconds of a study of one trial per seed (trials one after the other: each takes both CPUs)."""
     from raydrift.study import load_study
     from raydrift.tune import run_study
 
-    fixed = {k: v for k, v in overrides(steps, out).items() if k != "output_dir"}
+    fixed = {k: v for k, v in overrides(steps, out, threads).items() if k != "output_dir"}
     out.mkdir(parents=True, exist_ok=True)
     path = out / "overhead_study.py"
-    path.write_text(STUDY.format(fixed=fixed))
+    path.write_text(STUDY.format(fixed=fixed, seeds=list(seeds)))
     t0 = time.time()
     _, rows = run_study(load_study(path), name="tune", storage=str(out))
-    assert rows[0]["status"] == "completed", rows
+    assert [r["status"] for r in rows] == ["completed"] * len(seeds), rows
+    return time.time() - t0
+
+
+def tune_trial(steps: int, out: Path, threads: int) -> Timing:
+    t0 = time.time()
+    tune_study(steps, out, threads)
     return Timing.of(t0, time.time(), out)
 
 
-def report(times: dict[str, list[Timing]], steps: int, repeats: int) -> None:
+def report(times: dict[str, list[Timing]], steps: int, repeats: int, threads: int) -> dict[str, Timing]:
+    """Print the tables; returns each variant's fastest run."""
     best = {name: min(ts, key=lambda t: t.total) for name, ts in times.items() if ts}
     base = best["plain"]
     print(
-        f"\ndigits preset, {steps} steps, eval at the end; min of {repeats}; {THREADS} training threads on "
+        f"\ndigits preset, {steps} steps, eval at the end; min of {repeats}; {threads} training threads on "
         f"{os.cpu_count()} CPUs"
     )
     print(f"{'variant':22s} {'total s':>8s} {'ratio':>6s} {'overhead':>9s} {'start':>7s} {'train':>7s} {'tail':>6s}")
@@ -143,10 +148,10 @@ def report(times: dict[str, list[Timing]], steps: int, repeats: int) -> None:
     for name, ts in times.items():
         if ts:
             print(f"  {name:20s} " + "  ".join(f"{t.total:.1f} / {t.train:.1f}" for t in ts))
+    return best
 
 
 def main() -> None:
-    global THREADS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=400, help="training steps (~60 s plain on 2 cores)")
     ap.add_argument("--repeats", type=int, default=2)
@@ -158,32 +163,44 @@ def main() -> None:
     ap.add_argument(
         "--threads",
         type=int,
-        default=THREADS,
+        default=2,
         help="training threads; 1 leaves a core of this 2-core machine to Ray's daemons, as a GPU node's spare "
         "cores do",
     )
+    ap.add_argument(
+        "--two-trial-study",
+        action="store_true",
+        help="also time a study of two trials (seeds 0 and 1): whether Tune's cost is per study or per trial",
+    )
     args = ap.parse_args()
-    THREADS = args.threads
+    steps, threads = args.steps, args.threads
     out = Path(tempfile.mkdtemp(prefix="rd-overhead-"))
     times: dict[str, list[Timing]] = {"plain": [], "torch_trainer": [], "tune_trial": [], "plain+idle_cluster": []}
+    two_trials: list[float] = []
     try:
         for i in range(args.repeats):
-            times["plain"].append(plain(args.steps, out / f"p{i}"))
+            times["plain"].append(plain(steps, out / f"p{i}", threads))
         from raydrift.launch import init_ray
 
         t0 = time.perf_counter()
         init_ray(temp_dir=tempfile.mkdtemp(prefix="rdo", dir="/tmp"))
         t_init = time.perf_counter() - t0
-        warm = torch_trainer(LOG_EVERY, out / "warm")
+        warm = torch_trainer(LOG_EVERY, out / "warm", threads)
         for i in range(args.repeats):
-            times["torch_trainer"].append(torch_trainer(args.steps, out / f"t{i}"))
-            times["tune_trial"].append(tune_trial(args.steps, out / f"u{i}"))
+            times["torch_trainer"].append(torch_trainer(steps, out / f"t{i}", threads))
+            times["tune_trial"].append(tune_trial(steps, out / f"u{i}", threads))
             if args.idle_cluster:
-                times["plain+idle_cluster"].append(plain(args.steps, out / f"q{i}"))
+                times["plain+idle_cluster"].append(plain(steps, out / f"q{i}", threads))
+            if args.two_trial_study:
+                two_trials.append(tune_study(steps, out / f"w{i}", threads, seeds=(0, 1)))
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    report(times, args.steps, args.repeats)
-    t = min(times["torch_trainer"], key=lambda t: t.total)
+    best = report(times, steps, args.repeats, threads)
+    if two_trials:
+        one, two = best["tune_trial"].total, min(two_trials)
+        print(f"\na study of 2 trials: {two:.1f} s, {two - one:.1f} s more than the 1-trial study ({one:.1f} s);")
+        print(f"  the plain run takes {best['plain'].total:.1f} s, so Tune's cost is per trial if that gap exceeds it")
+    t = best["torch_trainer"]
     print(f"\nonce per study: ray.init {t_init:.1f} s; first Train run on the fresh cluster ({LOG_EVERY} steps):")
     print(f"  start {warm.start:.1f} s vs {t.start:.1f} s for later runs (cold start {warm.start - t.start:+.1f} s)")
 
