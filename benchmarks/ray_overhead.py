@@ -60,10 +60,12 @@ class Timing:
         """Split ``[t0, t1]`` (``time.time()``) with the one ``metrics.jsonl`` under ``out``."""
         (path,) = list(out.rglob("metrics.jsonl"))
         recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        windows = [r for r in recs if "perf/steps_per_s" in r]  # one per LOG_EVERY steps, from step 0
-        train = sum(LOG_EVERY / r["perf/steps_per_s"] for r in windows)
+        windows = [r for r in recs if "perf/steps_per_s" in r]  # every LOG_EVERY steps and at the last step
+        steps = [r["step"] for r in windows]
+        seconds = [(b - a) / r["perf/steps_per_s"] for a, b, r in zip([0, *steps], steps, windows)]
         # the first record is written right after its window (no evaluation before the last step)
-        start = windows[0]["time"] - LOG_EVERY / windows[0]["perf/steps_per_s"] - t0
+        start = windows[0]["time"] - seconds[0] - t0
+        train = sum(seconds)
         return Timing(t1 - t0, start, train, (t1 - t0) - start - train)
 
 

@@ -68,7 +68,7 @@ def resolve_config(preset: str, sets: tuple[str, ...], name: str | None = None) 
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and plan, check the data, run nothing.")
 @click.option("--list-keys", is_flag=True, help="List every config key with its type and meaning, then exit.")
 def train(preset, sets, name, workers, gpu, address, resume, overwrite, max_failures, plain, dry_run, list_keys):
-    """Train one drifting model (Ray Train TorchTrainer; N workers with gloo on CPU, nccl on GPU)."""
+    """Train one drifting model (Ray Train, torch data-parallel: N workers, gloo on CPU, nccl on GPU)."""
     if list_keys:
         for key, tp, doc in describe_keys():
             click.echo(f"{key:28s} {tp:34s} {doc}")

@@ -230,17 +230,21 @@ def make_trainer(
     callbacks: list | None = None,
     wandb: dict[str, str] | None = None,
 ):
-    """A ``TorchTrainer`` for ``cfg`` (workers, resources, checkpoints, failure policy from the config)."""
+    """A torch data-parallel trainer for ``cfg`` (workers, resources, checkpoints, failure policy from the
+    config): Ray Train's ``TorchTrainer`` is a ``DataParallelTrainer`` with a torch backend, and this is one
+    whose backend leaves torch out of the driver and controller (:mod:`raydrift.torch_backend`)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+    from .torch_backend import TorchBackendConfig
 
     s = cfg.scaling
     resources = {"CPU": s.cpus_per_worker} | ({"GPU": s.gpus_per_worker} if s.use_gpu else {})
-    return TorchTrainer(
+    return DataParallelTrainer(
         train_worker,
         train_loop_config={"config": to_dict(cfg), "run_dir": str(run_dir), "wandb": wandb or {}},
         scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources),
-        torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),
+        backend_config=TorchBackendConfig(backend="nccl" if s.use_gpu else "gloo"),
         run_config=RunConfig(
             name=name,
             storage_path=storage_path,

@@ -1,12 +1,14 @@
 """Studies on Ray Tune: ``raydrift tune search_spaces/<study>.py``.
 
 One trial = one configuration x one seed. Each trial is a Tune function trainable (reserving no CPU of
-its own) that builds a Ray Train ``TorchTrainer`` whose rank 0 forwards its reports to Tune through
-``TuneReportCallback`` (the Train V2 pattern). Grid search for ablations, HyperOpt TPE for continuous
-spaces (each suggestion repeated over the seeds), ASHA on the study metric over images seen (it only
-sees reports that carry the metric, i.e. eval steps). Names are stable (no timestamps), so an interrupted
-study continues with ``--resume``; a trial whose loss turns non-finite fails with that reason while the
-study goes on; workers that die are restarted from the trial's last checkpoint.
+its own) that builds a Ray Train torch trainer (``launch.make_trainer``: ``TorchTrainer``'s
+``DataParallelTrainer`` + torch backend, the backend ours so that this driver never imports torch) whose
+rank 0 forwards its reports to Tune through ``TuneReportCallback`` (the Train V2 pattern). Grid search
+for ablations, HyperOpt TPE for continuous spaces (each suggestion repeated over the seeds), ASHA on the
+study metric over images seen (it only sees reports that carry the metric, i.e. eval steps). Names are
+stable (no timestamps), so an interrupted study continues with ``--resume``; a trial whose loss turns
+non-finite fails with that reason while the study goes on; workers that die are restarted from the
+trial's last checkpoint.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ def build_tuner_parts(study: Study, experiment: str, experiment_dir: str):
 
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, study=study, experiment=experiment, experiment_dir=experiment_dir),
-        {"cpu": 0, "memory": 256 * 2**20},  # the driver only waits on its TorchTrainer
+        {"cpu": 0, "memory": 256 * 2**20},  # the driver only waits on its Train run
     )
     param_space = dict(study.space)
     search_alg, num_samples = None, 1

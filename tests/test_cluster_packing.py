@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def trainer_request(study, params: dict, seed: int = 0):
-    """(resources per worker, use_gpu, workers, backend) of the TorchTrainer one trial of ``study`` builds."""
+    """(resources per worker, use_gpu, workers, backend) of the Train run one trial of ``study`` builds."""
     trainer = make_trainer(study.trial_config(params, seed), "/tmp/unused", storage_path="/tmp/unused", name="t")
     s = trainer.scaling_config
     return s.resources_per_worker, s.use_gpu, s.num_workers, trainer.backend_config.backend
