@@ -1,6 +1,6 @@
-"""Ray overhead: one short training run in a plain process, under a 1-worker TorchTrainer, and as one Tune
-trial, timed in the same run; prints the overhead ratios (target: <= 10% for a ~60 s run) and where the
-time goes.
+"""Ray overhead: one short training run in a plain process, as a 1-worker Ray Train run (raydrift's trainer:
+Train's data-parallel trainer with our torch backend) and as one Tune trial, timed in the same run; prints
+the overhead ratios (target: <= 10% for a ~60 s run) and where the time goes.
 
 Each variant runs the same config (digits preset, ``--steps``) end to end, including evaluation at the end
 and checkpointing. The plain variant is a fresh Python process (``raydrift train --plain``, started while
@@ -17,9 +17,11 @@ the rest, "tail" (final evaluation, checkpoint, reports, shutdown). The fixed co
 tail beyond plain's) does not grow with the run; the training part's ratio is the overhead a long run
 converges to. The run length at which the total overhead falls to 10% follows from the two. With
 ``--idle-cluster`` the plain process also runs beside the idle Ray cluster: Ray's background processes'
-share of a small machine, which no Train or Tune setting removes.
+share of a small machine, which no Train or Tune setting removes. With ``--bare`` it also times a Train run
+and a Tune trial whose functions only report once: what Ray itself costs per run, with no training at all.
 
-    python benchmarks/ray_overhead.py [--steps 400] [--repeats 2] [--idle-cluster] [--threads 2] [--two-trial-study]
+    python benchmarks/ray_overhead.py [--steps 400] [--repeats 2] [--idle-cluster] [--threads 2] [--bare]
+                                      [--two-trial-study]
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def plain(steps: int, out: Path, threads: int) -> Timing:
     return Timing.of(t0, time.time(), out)
 
 
-def torch_trainer(steps: int, out: Path, threads: int) -> Timing:
+def ray_train(steps: int, out: Path, threads: int) -> Timing:
     from raydrift.config import apply_overrides
     from raydrift.launch import run_training
     from raydrift.presets import get_preset
@@ -123,6 +125,49 @@ def tune_trial(steps: int, out: Path, threads: int) -> Timing:
     return Timing.of(t0, time.time(), out)
 
 
+def _report_once(config=None) -> None:
+    """A training function / trainable that does nothing but report once: what Train and Tune cost alone."""
+    import ray.train
+
+    ray.train.report({"done": 1})
+
+
+def _tune_report_once(config) -> None:
+    from ray import tune
+
+    tune.report({"done": 1})
+
+
+def bare_runs(out: Path, repeats: int) -> dict[str, float]:
+    """Fastest wall time of (a) a 1-worker Train run of raydrift's trainer set-up whose function only reports
+    once, (b) a Tune study of one trial (our trial resources) whose function only reports once."""
+    import ray.cloudpickle
+    from ray import tune
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+    from raydrift.torch_backend import TorchBackendConfig
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import this script
+    times: dict[str, list[float]] = {"bare Train run": [], "bare Tune trial": []}
+    for i in range(repeats):
+        t0 = time.time()
+        DataParallelTrainer(
+            _report_once,
+            scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 2}),
+            backend_config=TorchBackendConfig(),
+            run_config=RunConfig(name=f"bare{i}", storage_path=str(out)),
+        ).fit()
+        times["bare Train run"].append(time.time() - t0)
+        t0 = time.time()
+        tune.Tuner(
+            tune.with_resources(_tune_report_once, {"cpu": 0, "memory": 256 * 2**20}),
+            run_config=tune.RunConfig(name=f"bare-tune{i}", storage_path=str(out), verbose=0),
+        ).fit()
+        times["bare Tune trial"].append(time.time() - t0)
+    return {k: min(v) for k, v in times.items()}
+
+
 def report(times: dict[str, list[Timing]], steps: int, repeats: int, threads: int) -> dict[str, Timing]:
     """Print the tables; returns each variant's fastest run."""
     best = {name: min(ts, key=lambda t: t.total) for name, ts in times.items() if ts}
@@ -139,7 +184,7 @@ def report(times: dict[str, list[Timing]], steps: int, repeats: int, threads: in
         )
     print("\nper Ray variant: fixed cost per run (start + tail beyond plain's), training-part ratio, and the run")
     print("length (plain wall time) at which its total overhead is 10%")
-    for name in ("torch_trainer", "tune_trial"):
+    for name in ("ray_train", "tune_trial"):
         t = best[name]
         fixed = (t.start + t.tail) - (base.start + base.tail)
         r = t.train / base.train
@@ -170,6 +215,11 @@ def main() -> None:
         "cores do",
     )
     ap.add_argument(
+        "--bare",
+        action="store_true",
+        help="also time a Train run and a Tune trial whose functions only report once: Ray's own cost per run",
+    )
+    ap.add_argument(
         "--two-trial-study",
         action="store_true",
         help="also time a study of two trials (seeds 0 and 1): whether Tune's cost is per study or per trial",
@@ -177,7 +227,7 @@ def main() -> None:
     args = ap.parse_args()
     steps, threads = args.steps, args.threads
     out = Path(tempfile.mkdtemp(prefix="rd-overhead-"))
-    times: dict[str, list[Timing]] = {"plain": [], "torch_trainer": [], "tune_trial": [], "plain+idle_cluster": []}
+    times: dict[str, list[Timing]] = {"plain": [], "ray_train": [], "tune_trial": [], "plain+idle_cluster": []}
     two_trials: list[float] = []
     try:
         for i in range(args.repeats):
@@ -187,9 +237,10 @@ def main() -> None:
         t0 = time.perf_counter()
         init_ray(temp_dir=tempfile.mkdtemp(prefix="rdo", dir="/tmp"))
         t_init = time.perf_counter() - t0
-        warm = torch_trainer(LOG_EVERY, out / "warm", threads)
+        warm = ray_train(LOG_EVERY, out / "warm", threads)
+        bare = bare_runs(out / "bare", args.repeats) if args.bare else {}
         for i in range(args.repeats):
-            times["torch_trainer"].append(torch_trainer(steps, out / f"t{i}", threads))
+            times["ray_train"].append(ray_train(steps, out / f"t{i}", threads))
             times["tune_trial"].append(tune_trial(steps, out / f"u{i}", threads))
             if args.idle_cluster:
                 times["plain+idle_cluster"].append(plain(steps, out / f"q{i}", threads))
@@ -202,7 +253,10 @@ def main() -> None:
         one, two = best["tune_trial"].total, min(two_trials)
         print(f"\na study of 2 trials: {two:.1f} s, {two - one:.1f} s more than the 1-trial study ({one:.1f} s);")
         print(f"  the plain run takes {best['plain'].total:.1f} s, so Tune's cost is per trial if that gap exceeds it")
-    t = best["torch_trainer"]
+    if bare:
+        print("\nRay's own cost per run, functions that only report once (min of --repeats):")
+        print("  " + "   ".join(f"{k} {v:.1f} s" for k, v in bare.items()))
+    t = best["ray_train"]
     print(f"\nonce per study: ray.init {t_init:.1f} s; first Train run on the fresh cluster ({LOG_EVERY} steps):")
     print(f"  start {warm.start:.1f} s vs {t.start:.1f} s for later runs (cold start {warm.start - t.start:+.1f} s)")
 
