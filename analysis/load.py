@@ -36,7 +36,7 @@ from typing import Any
 
 import polars as pl
 
-from raydrift.history import CONFIG_FILE, META_FILE, METRICS_FILE, read_history
+from raydrift.training.rundir import CONFIG_FILE, META_FILE, METRICS_FILE, read_history, read_jsonl
 
 from .merge import merge_stages
 
@@ -139,7 +139,7 @@ def _read_tune_trial(path: Path) -> RunDir:
     (params.json) gives the overrides and the seed (``seed`` or ``train.seed``), plus ``group_id`` and
     ``group_label`` where the study runner put them (else derived from the overrides)."""
     params = _read_json(path / TUNE_PARAMS_FILE)
-    lines = _read_jsonl(path / TUNE_RESULT_FILE)
+    lines = read_jsonl(path / TUNE_RESULT_FILE)
     records = []
     for line in lines:
         rec = {k: v for k, v in line.items() if k in RECORD_KEYS or "/" in k}
@@ -348,14 +348,3 @@ def _unique_name(name: str, taken: set[str]) -> str:
 
 def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    out = []
-    with open(path) as f:
-        for line in f:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut short by a crash
-    return out

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from raydrift.history import CONFIG_FILE, META_FILE, METRICS_FILE, write_json
+from raydrift.training.rundir import CONFIG_FILE, META_FILE, METRICS_FILE, write_json
 
 from .load import flatten_config
 

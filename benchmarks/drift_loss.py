@@ -4,7 +4,7 @@ Baselines, each timed in this process right beside ours:
   * ``eager``: a straightforward eager PyTorch transcription of the same math (kept below);
   * ``jax``: the same transcription under ``jax.jit`` (XLA, like the authors' code), if jax is installed
     (``pip install jax``; not a project dependency).
-Ours: ``raydrift.drift.drift_loss`` eager and with ``compile=True`` (what training uses).
+Ours: ``raydrift.method.drift.drift_loss`` eager and with ``compile=True`` (what training uses).
 
 Peak memory is measured per implementation in a fresh subprocess: the extra resident memory of one
 forward+backward over the inputs (VmHWM after resetting it, minus VmRSS before; large blocks are
@@ -29,7 +29,7 @@ import warnings
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from raydrift.drift import drift_loss  # noqa: E402
+from raydrift.method.drift import drift_loss  # noqa: E402
 
 SHAPES = [(10, 64, 64, 0, 1024), (2560, 32, 32, 0, 64), (40, 128, 128, 32, 512), (1, 1024, 1024, 0, 2)]
 TAUS = (0.02, 0.05, 0.2)

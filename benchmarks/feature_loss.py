@@ -7,7 +7,7 @@ x 64 positives, 3x32x32 images, temperatures (0.02, 0.05, 0.2), ResNet-18 (rando
 depend on them) on inputs upsampled to 64 px, the full A.5 feature set of its four stages plus the
 raw-pixel and per-channel energy terms; a small DiT generator, the same for both.
 
-  * ``ours``: :class:`raydrift.features.FeatureObjective` (one batched ``drift_loss`` call per key);
+  * ``ours``: :class:`raydrift.method.features.FeatureObjective` (one batched ``drift_loss`` call per key);
   * ``loop``: ``compute_drifting_loss`` of github.com/jiaxi98/drifting-model (``train.py``, with
     ``extract_feature_fullsets`` and ``compute_V_from_dists``), transcribed below with its logic intact
     (per class, per feature vector: distances and scale; per temperature: the field), CFG terms dropped
@@ -30,9 +30,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from raydrift.config import DriftConfig  # noqa: E402
-from raydrift.encoders import build_encoder  # noqa: E402
-from raydrift.features import FeatureObjective  # noqa: E402
-from raydrift.models import DiTGenerator  # noqa: E402
+from raydrift.method.features import FeatureObjective  # noqa: E402
+from raydrift.nets.encoders import build_encoder  # noqa: E402
+from raydrift.nets.generators import DiTGenerator  # noqa: E402
 
 TAUS = (0.02, 0.05, 0.2)
 

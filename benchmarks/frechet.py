@@ -14,7 +14,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from raydrift.metrics import frechet_distance, trace_sqrt_product
+from raydrift.evaluation.metrics import frechet_distance, trace_sqrt_product
 
 
 def fid_sqrtm(mu1, c1, mu2, c2) -> float:

@@ -30,12 +30,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from raydrift.checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402
 from raydrift.config import apply_overrides  # noqa: E402
-from raydrift.evaluation import Evaluator  # noqa: E402
-from raydrift.history import PlainReporter  # noqa: E402
-from raydrift.loop import build_generator, load_training_data, train  # noqa: E402
-from raydrift.presets import get_preset  # noqa: E402
+from raydrift.config.presets import get_preset  # noqa: E402
+from raydrift.data.datasets import load_split  # noqa: E402
+from raydrift.evaluation.evaluator import Evaluator  # noqa: E402
+from raydrift.nets.generators import build_generator  # noqa: E402
+from raydrift.training.checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402
+from raydrift.training.loop import train  # noqa: E402
+from raydrift.training.rundir import PlainReporter  # noqa: E402
 
 SHOWN = (
     "eval/fid",
@@ -100,13 +102,13 @@ def evaluate_all(args) -> list[dict]:
     """Both runs' last EMA generators through one evaluator (the same classifier and reference stats)."""
     torch.set_num_threads(2)
     cfg = config("pixel", args)
-    data = load_training_data(cfg)
+    data = load_split(cfg.data, "train", seed=cfg.train.seed)
     evaluator = None
     rows = []
     for space in ("pixel", "feature"):
         info = json.loads((Path(args.out) / space / "train.json").read_text())
         ckpt = load_checkpoint(info["checkpoint"])
-        ema = build_generator(cfg, data.sample_shape, data.num_classes)
+        ema = build_generator(cfg.model, data.sample_shape, data.num_classes)
         ema.load_state_dict(ckpt["ema"])
         run_dir = Path(args.out) / space
         if evaluator is None:

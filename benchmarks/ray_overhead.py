@@ -94,8 +94,8 @@ def plain(steps: int, out: Path, threads: int) -> Timing:
 
 def ray_train(steps: int, out: Path, threads: int) -> Timing:
     from raydrift.config import apply_overrides
-    from raydrift.launch import run_training
-    from raydrift.presets import get_preset
+    from raydrift.config.presets import get_preset
+    from raydrift.orchestration.ray_train import run_training
 
     cfg = apply_overrides(get_preset("digits"), overrides(steps, out, threads) | {"name": "trainer"})
     t0 = time.time()
@@ -106,8 +106,8 @@ def ray_train(steps: int, out: Path, threads: int) -> Timing:
 
 def tune_study(steps: int, out: Path, threads: int, seeds: tuple[int, ...] = (0,)) -> float:
     """Wall seconds of a study of one trial per seed (trials one after the other: each takes both CPUs)."""
-    from raydrift.study import load_study
-    from raydrift.tune import run_study
+    from raydrift.orchestration.study import load_study
+    from raydrift.orchestration.tune import run_study
 
     fixed = {k: v for k, v in overrides(steps, out, threads).items() if k != "output_dir"}
     out.mkdir(parents=True, exist_ok=True)
@@ -139,23 +139,20 @@ def _tune_report_once(config) -> None:
 
 
 def bare_runs(out: Path, repeats: int) -> dict[str, float]:
-    """Fastest wall time of (a) a 1-worker Train run of raydrift's trainer set-up whose function only reports
+    """Fastest wall time of (a) a 1-worker TorchTrainer run (raydrift's trainer set-up) whose function only reports
     once, (b) a Tune study of one trial (our trial resources) whose function only reports once."""
     import ray.cloudpickle
     from ray import tune
     from ray.train import RunConfig, ScalingConfig
-    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
-
-    from raydrift.torch_backend import TorchBackendConfig
+    from ray.train.torch import TorchTrainer
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import this script
     times: dict[str, list[float]] = {"bare Train run": [], "bare Tune trial": []}
     for i in range(repeats):
         t0 = time.time()
-        DataParallelTrainer(
+        TorchTrainer(
             _report_once,
             scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 2}),
-            backend_config=TorchBackendConfig(),
             run_config=RunConfig(name=f"bare{i}", storage_path=str(out)),
         ).fit()
         times["bare Train run"].append(time.time() - t0)
@@ -232,7 +229,7 @@ def main() -> None:
     try:
         for i in range(args.repeats):
             times["plain"].append(plain(steps, out / f"p{i}", threads))
-        from raydrift.launch import init_ray
+        from raydrift.orchestration.ray_train import init_ray
 
         t0 = time.perf_counter()
         init_ray(temp_dir=tempfile.mkdtemp(prefix="rdo", dir="/tmp"))

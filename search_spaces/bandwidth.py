@@ -19,16 +19,4 @@ SEARCH = {"algorithm": "hyperopt", "num_samples": 4, "n_initial_points": 2, "see
 SCHEDULER = {"grace_steps": 300, "reduction_factor": 2}
 MAX_CONCURRENT = 2
 TRIAL = {"num_workers": 1, "cpus_per_worker": 1, "max_failures": 2}
-PRESETS = {
-    "digits": {
-        "train.steps": 600,
-        "eval.every": 150,
-        "eval.num_samples": 500,
-        "train.log_every": 50,
-        "model.depth": 2,
-        "drift.n_pos": 32,
-        "drift.n_neg": 32,
-        "drift.compile": False,
-    },
-    "mnist": {"train.steps": 10000, "eval.every": 1000, "eval.num_samples": 2000, "train.log_every": 100},
-}
+PRESETS = {"mnist": {"train.steps": 10000}}  # on top of the shared study budgets (STUDY_BUDGETS)

@@ -13,15 +13,8 @@ SEEDS = [0, 1]
 SCHEDULER = None  # unequal batches: compare every run to the end, matched by step
 MAX_CONCURRENT = 2
 TRIAL = {"num_workers": 1, "cpus_per_worker": 1, "max_failures": 2}
-PRESETS = {
-    "digits": {
-        "train.steps": 500,
-        "eval.every": 125,
-        "eval.num_samples": 500,
-        "train.log_every": 50,
-        "model.depth": 2,
-        "drift.compile": False,
-    },
-    "mnist": {"train.steps": 23400, "eval.every": 1000, "eval.num_samples": 2000, "train.log_every": 100},
-    "cifar10": {"train.steps": 3000, "eval.every": 250, "eval.num_samples": 10000, "scaling.use_gpu": True},
+PRESETS = {  # on top of the shared study budgets (raydrift.config.presets.STUDY_BUDGETS)
+    "digits": {"train.steps": 500, "eval.every": 125},
+    "mnist": {"train.steps": 23400},
+    "cifar10": {"train.steps": 3000, "eval.every": 250},
 }

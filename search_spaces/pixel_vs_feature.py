@@ -15,17 +15,3 @@ SEEDS = [0, 1]
 SCHEDULER = None  # both spaces run to the end: the comparison is at matched steps
 MAX_CONCURRENT = 2
 TRIAL = {"num_workers": 1, "cpus_per_worker": 1, "max_failures": 2}
-PRESETS = {
-    "digits": {
-        "train.steps": 600,
-        "eval.every": 150,
-        "eval.num_samples": 500,
-        "train.log_every": 50,
-        "model.depth": 2,
-        "drift.n_pos": 32,
-        "drift.n_neg": 32,
-        "drift.compile": False,
-    },
-    "mnist": {"train.steps": 20000, "eval.every": 1000, "eval.num_samples": 2000, "train.log_every": 100},
-    "cifar10": {"train.steps": 50000, "eval.every": 2500, "eval.num_samples": 10000, "scaling.use_gpu": True},
-}

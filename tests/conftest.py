@@ -16,7 +16,7 @@ def ray_cluster():
     """A local Ray cluster (2 CPUs, dashboard on) for the whole session; shut down at the end."""
     import ray
 
-    from raydrift.launch import init_ray
+    from raydrift.orchestration.ray_train import init_ray
 
     temp_dir = tempfile.mkdtemp(prefix="rdt", dir="/tmp")  # short: Ray's socket paths are length-limited
     init_ray(num_cpus=2, temp_dir=temp_dir)

@@ -47,7 +47,7 @@ class MultiNodeCluster:
         self.env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", PATH=path)
         self.env["RAY_ADDRESS"] = self.address
         # Ray's job CLI and state API prefer RAY_API_SERVER_ADDRESS over any address given to them; a test
-        # process that started its own local cluster (raydrift.launch.init_ray pins it) would otherwise
+        # process that started its own local cluster (raydrift.orchestration.ray_train.init_ray pins it) would otherwise
         # send this cluster's jobs and Train's placement-group cleanup to that other cluster.
         self.env["RAY_API_SERVER_ADDRESS"] = self.dashboard_url
 

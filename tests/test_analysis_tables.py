@@ -18,9 +18,9 @@ import pytest
 from click.testing import CliRunner
 from fixtures.analysis_helpers import parse_tables, run_cli, table, write_run
 
-from analysis.cli import analyze
 from analysis.load import load
 from analysis.merge import merge_stages
+from raydrift.cli.analyze import analyze
 
 T975 = {2: 12.706204736174707, 3: 4.302652729749464}  # t_{0.975, n-1} for n values
 PROV = {"eval/fid_net": "lenet:digits:e30:1a2b3c4d", "eval/fid_samples": 1000, "eval/fid_ref": "digits:train"}

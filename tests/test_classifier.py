@@ -6,9 +6,9 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from raydrift.classifier import LeNet, load_or_train_classifier, train_classifier
-from raydrift.metrics import PROVENANCE_KEYS, FeatureStats, stats_to_fid, within_class_diversity
-from raydrift.refstats import reference_stats
+from raydrift.evaluation.feature_nets import LeNet, load_or_train_classifier, train_classifier
+from raydrift.evaluation.metrics import PROVENANCE_KEYS, FeatureStats, stats_to_fid, within_class_diversity
+from raydrift.evaluation.refstats import reference_stats
 
 EPOCHS, BATCH = 30, 32  # ~900 training images: ~850 steps, a second or two on 2 cores
 

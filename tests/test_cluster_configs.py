@@ -155,7 +155,8 @@ def test_node_images_carry_the_pinned_ray_and_python(path):
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_setup_snippets_name_real_datasets(path, monkeypatch):
     """The ``python -c`` setup steps compile and fetch datasets raydrift knows (run here with a fake loader)."""
-    from raydrift import data
+    from raydrift.data import datasets as data
+    from raydrift.data.registry import DATASETS
 
     seen = []
     monkeypatch.setattr(data, "load_dataset", lambda name, split, **kw: seen.append((name, split, kw)))
@@ -164,7 +165,7 @@ def test_setup_snippets_name_real_datasets(path, monkeypatch):
         words = shlex.split(command)
         if words[:2] == ["python", "-c"]:
             exec(compile(words[2], f"{path.name}: setup", "exec"), {})
-    assert seen and all(name in data.DATASETS and split in data.SPLITS for name, split, _ in seen)
+    assert seen and all(name in DATASETS and split in data.SPLITS for name, split, _ in seen)
     assert {name for name, _, _ in seen} >= {"mnist", "cifar10"}
     assert all(kw.get("download") for _, _, kw in seen)
 

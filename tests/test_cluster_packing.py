@@ -1,16 +1,15 @@
-"""GPU trials on a cluster: what each trial asks Ray for (no GPU needed), and `raydrift tune` against an
-existing cluster (``--address auto --storage <uri>``) as cluster/README.md uses it."""
+"""GPU trials on a cluster: what each trial's real TorchTrainer asks Ray for (no GPU needed), and the dry run of
+`raydrift tune` against an existing cluster (``--address auto --storage <uri>``) as cluster/README.md uses it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
-from raydrift import tune as tune_module
-from raydrift.launch import make_trainer
-from raydrift.study import load_study
+from raydrift.cli import main
+from raydrift.orchestration.ray_train import make_trainer
+from raydrift.orchestration.study import load_study
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,23 +58,10 @@ def test_cpu_trial_requests_no_gpu():
     assert resources == {"CPU": 1} and not use_gpu and backend == "gloo"
 
 
-@pytest.fixture
-def captured(monkeypatch):
-    """`raydrift tune` up to run_study, which records its arguments instead of starting Ray."""
-    calls = []
-
-    def fake_run_study(study, **kwargs):
-        calls.append((study, kwargs))
-        return None, []
-
-    monkeypatch.setattr(tune_module, "run_study", fake_run_study)
-    monkeypatch.setattr("raydrift.cli._check_data", lambda cfg: None)  # the cifar10 files are the nodes' concern
-    monkeypatch.setattr(tune_module, "storage_exists", lambda uri: False)  # no S3 from here: a new experiment
-    return calls
-
-
-def test_tune_on_a_cluster_packs_cifar10_trials_four_per_gpu(captured):
+def test_tune_on_a_cluster_packs_cifar10_trials_four_per_gpu():
+    """The command of cluster/README.md, as a dry run: the study, its storage URI and what each trial asks for."""
     args = [
+        "tune",
         str(REPO / "search_spaces" / "kernels.py"),
         "--preset", "cifar10",
         "--address", "auto",
@@ -83,13 +69,15 @@ def test_tune_on_a_cluster_packs_cifar10_trials_four_per_gpu(captured):
         "--set", "scaling.use_gpu=true",
         "--set", "scaling.gpus_per_worker=0.25",
         "--max-concurrent", "16",
+        "--dry-run",
     ]  # fmt: skip
-    result = CliRunner().invoke(tune_module.tune, args, catch_exceptions=False)
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    ((study, kwargs),) = captured
-    assert kwargs["address"] == "auto" and kwargs["storage"] == "s3://bucket/raydrift"  # a URI stays a URI
-    assert kwargs["name"] == "kernels-cifar10" and study.max_concurrent == 16
-    assert "s3://bucket/raydrift/kernels-cifar10" in result.output
+    assert "experiment dir: s3://bucket/raydrift/kernels-cifar10" in result.output  # a URI stays a URI
+    assert "16 at once" in result.output
+    assert "each trial: 1 worker x (1 CPU + 0.25 GPU): 4 trials per GPU" in result.output
+    study = load_study(REPO / "search_spaces" / "kernels.py", preset="cifar10")
+    study.cli = {"scaling.use_gpu": True, "scaling.gpus_per_worker": 0.25}
     params = {"drift.kernel": "gaussian", "drift.temperatures": (0.02, 0.05, 0.2), "drift.normalization": "xy"}
     resources, use_gpu, workers, backend = trainer_request(study, params)
     assert resources == {"CPU": 1, "GPU": 0.25} and use_gpu and workers == 1 and backend == "nccl"

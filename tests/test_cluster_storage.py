@@ -1,12 +1,13 @@
-"""Run directories on cluster storage (raydrift.storage): what rank 0 writes reaches the experiment's storage
-from any node, for a shared path and for a URI (here ``file://``, opened by pyarrow like ``s3://``)."""
+"""Run directories on cluster storage (raydrift.orchestration.storage): what rank 0 writes reaches the
+experiment's storage from any node, for a shared path and for a URI (here ``file://``, opened by pyarrow
+like ``s3://``)."""
 
 import json
 
 import pytest
 
-from raydrift.history import append_record, read_history
-from raydrift.storage import RunDirMirror, is_uri, write_json_files
+from raydrift.orchestration.storage import RunDirMirror, is_uri, write_json_files
+from raydrift.training.rundir import append_record, read_history
 
 
 def test_is_uri():

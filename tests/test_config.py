@@ -3,7 +3,7 @@
 import pytest
 
 from raydrift.config import Config, ConfigError, apply_overrides, describe_keys, from_dict, to_dict
-from raydrift.presets import PRESETS, get_preset
+from raydrift.config.presets import PRESETS, get_preset
 
 
 def test_overrides_parse_by_type():
@@ -37,7 +37,7 @@ def test_unknown_key_suggests_the_close_one():
         ("train.steps=1.5", "train.steps must be an integer"),
         ("train.steps=0", "train.steps must be >= 1"),
         ("drift.temperatures=", "drift.temperatures must be a non-empty tuple"),
-        ("drift.temperatures=0.1,-2", "drift.temperatures must be a non-empty tuple of positive numbers"),
+        ("drift.temperatures=0.1,-2", "drift.temperatures must be a non-empty tuple of numbers > 0"),
         ("drift.compile=maybe", "drift.compile must be true or false"),
         ("model.heads=3", "model.dim .* must be divisible by model.heads"),
         ("drift.n_neg=1", "drift.n_neg must be >= 2"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import pickle
@@ -14,9 +15,10 @@ import torch
 import torchvision.datasets
 from sklearn.datasets import load_digits
 
-from raydrift import data
-from raydrift.data import DatasetNotFoundError, load_dataset
-from raydrift.queues import ClassQueues
+from raydrift.data import datasets as data
+from raydrift.data import registry
+from raydrift.data.datasets import DatasetNotFoundError, load_dataset
+from raydrift.data.queues import ClassQueues
 
 MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -157,7 +159,8 @@ def test_fashion_mnist_system_path_is_the_default_fallback(
     system_dir = tmp_path / "usr" / "share" / "datasets" / "fashion-mnist"
     write_mnist_subset(system_dir, 30, 20, suffix=".gz")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setitem(data.SYSTEM_ROOTS, "fashion_mnist", (system_dir,))
+    info = dataclasses.replace(registry.DATASETS["fashion_mnist"], system_roots=(str(system_dir),))
+    monkeypatch.setitem(registry.DATASETS, "fashion_mnist", info)
     train = load_dataset("fashion_mnist")
     assert train.name == "fashion_mnist" and train.x.shape == (30, 1, 28, 28)
 

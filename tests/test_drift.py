@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from raydrift.drift import anneal_temperatures, drift_loss
+from raydrift.method.drift import anneal_temperatures, drift_loss
 
 
 def naive_field(gen, pos, neg, w_neg, temperatures, kernel, normalization, floor):

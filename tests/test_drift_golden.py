@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from raydrift.drift import drift_loss
+from raydrift.method.drift import drift_loss
 
 GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden" / "drift_official_public.npz"
 RTOL = 1e-4

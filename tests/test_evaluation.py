@@ -1,15 +1,15 @@
 """The evaluator's yardsticks on the embedded digits with the real (cached) LeNet feature net."""
 
 from raydrift.config import apply_overrides
-from raydrift.evaluation import Evaluator
-from raydrift.loop import load_training_data
-from raydrift.metrics import FeatureStats, stats_to_fid
-from raydrift.presets import get_preset
+from raydrift.config.presets import get_preset
+from raydrift.data.datasets import load_split
+from raydrift.evaluation.evaluator import Evaluator
+from raydrift.evaluation.metrics import FeatureStats, stats_to_fid
 
 
 def test_yardsticks_class_mean_and_real_subset(tmp_path):
     cfg = apply_overrides(get_preset("digits"), {"eval.num_samples": 200, "eval.cache_dir": str(tmp_path)})
-    train = load_training_data(cfg)
+    train = load_split(cfg.data, "train")
     ev = Evaluator(cfg, train, "cpu", None)
     y = ev.yardsticks
     # the held-out split (355 digits) is cut to as many real images as generated ones

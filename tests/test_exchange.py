@@ -1,7 +1,7 @@
 """Sample exchange on 2 Ray Train workers: the gathered drift equals the single-process drift on the union.
 
-The workers run under raydrift's trainer (Train's ``DataParallelTrainer`` with :mod:`raydrift.torch_backend`),
-so this also shows that backend's gloo process group spans both workers as ``TorchTrainer``'s would."""
+The workers run under Ray Train's ``TorchTrainer`` (gloo), as raydrift's runs do, so this also shows its
+process group and torchrun environment spanning both workers."""
 
 import json
 from pathlib import Path
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from raydrift.drift import drift_loss
+from raydrift.method.drift import drift_loss
 
 pytestmark = [pytest.mark.ray]
 G, CG, CP, CN, S, WORLD = 3, 5, 6, 2, 4, 2
@@ -30,8 +30,8 @@ def _worker(config):
     import ray.train
     import torch.distributed as dist
 
-    from raydrift.drift import drift_loss
-    from raydrift.exchange import gather_step
+    from raydrift.method.drift import drift_loss
+    from raydrift.training.exchange import gather_step
 
     rank = ray.train.get_context().get_world_rank()
     env = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
@@ -52,17 +52,15 @@ def test_gathered_drift_equals_single_process_drift_on_the_union(ray_cluster, tm
 
     import ray.cloudpickle
     from ray.train import RunConfig, ScalingConfig
-    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
-
-    from raydrift.torch_backend import TorchBackendConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import test modules
 
-    result = DataParallelTrainer(
+    result = TorchTrainer(
         _worker,
         train_loop_config={"out": str(tmp_path)},
         scaling_config=ScalingConfig(num_workers=WORLD, resources_per_worker={"CPU": 1}),
-        backend_config=TorchBackendConfig(backend="gloo"),
+        torch_config=TorchConfig(backend="gloo"),
         run_config=RunConfig(name="exchange", storage_path=str(tmp_path / "ray")),
     ).fit()
     assert result.error is None, result.error

@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from raydrift.config import DriftConfig
-from raydrift.drift import drift_loss
-from raydrift.encoders import build_encoder
-from raydrift.features import FeatureObjective, as_groups, feature_sets, map_statistics
-from raydrift.objective import PixelObjective, build_objective
+from raydrift.method.drift import drift_loss
+from raydrift.method.features import FeatureObjective, as_groups, feature_sets, map_statistics
+from raydrift.method.objective import PixelObjective, build_objective
+from raydrift.nets.encoders import build_encoder
 
 TAUS = (0.02, 0.05, 0.2)
 
@@ -151,7 +151,7 @@ def test_feature_sets_do_not_depend_on_the_batch():
 
 
 def test_build_objective_by_space(tmp_path):
-    from raydrift.mae import MAEArch, MAEEncoderNet, save_mae
+    from raydrift.nets.mae import MAEArch, MAEEncoderNet, save_mae
 
     assert isinstance(build_objective(DriftConfig()), PixelObjective)
     path = save_mae(tmp_path / "mae.pt", MAEEncoderNet(MAEArch(in_channels=1)), {"dataset": "digits"})

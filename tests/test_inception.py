@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch_fidelity.feature_extractor_inceptionv3 as fe
 
-from raydrift.inception import ENV_WEIGHTS, InceptionFeatureNet, to_uint8_rgb
+from raydrift.evaluation.inception import ENV_WEIGHTS, InceptionFeatureNet, to_uint8_rgb
 
 WEIGHTS = os.environ.get(ENV_WEIGHTS, "")
 

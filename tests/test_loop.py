@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
-from raydrift.checkpoint import latest_checkpoint, load_checkpoint
 from raydrift.config import apply_overrides
-from raydrift.evaluation import Evaluator
-from raydrift.history import PlainReporter, read_history
-from raydrift.loop import NonFiniteLossError, train
-from raydrift.presets import get_preset
+from raydrift.config.presets import get_preset
+from raydrift.evaluation.evaluator import Evaluator
+from raydrift.training.checkpoint import latest_checkpoint, load_checkpoint
+from raydrift.training.loop import NonFiniteLossError, train
+from raydrift.training.rundir import PlainReporter, read_history
 
 TINY = [
     "model.dim=32",
@@ -115,7 +115,7 @@ def test_toy2d_trains_and_evaluates_with_a_scatter_plot(tmp_path):
     train(
         cfg,
         PlainReporter(tmp_path),
-        evaluator_factory=lambda c, d, dev: Evaluator(c, d, dev, tmp_path / "s"),
+        evaluator_factory=lambda c, d, dev: Evaluator(c, d, dev, tmp_path / "s").evaluate,
         log=lambda s: None,
     )
     evals = [r for r in read_history(tmp_path) if "eval/fid" in r]

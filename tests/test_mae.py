@@ -5,13 +5,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from raydrift.cli.encoder import encoder
 from raydrift.config import apply_overrides
-from raydrift.data import load_dataset
-from raydrift.encoder_cli import encoder
-from raydrift.history import PlainReporter, read_history
-from raydrift.loop import train
-from raydrift.mae import MAE, MAEArch, MAEEncoderNet, knn_accuracy, load_mae, save_mae, train_mae
-from raydrift.presets import get_preset
+from raydrift.config.presets import get_preset
+from raydrift.data.datasets import load_dataset
+from raydrift.nets.mae import MAE, MAEArch, MAEEncoderNet, knn_accuracy, load_mae, save_mae, train_mae
+from raydrift.training.loop import train
+from raydrift.training.rundir import PlainReporter, read_history
 
 SMALL = MAEArch(in_channels=1, widths=(8, 16), groups=4)
 
@@ -126,9 +126,9 @@ def test_loop_trains_in_feature_space_with_the_mae(tmp_path):
 def test_auto_weights_are_trained_once_and_cached(tmp_path):
     """drift.encoder_weights=auto: the first run trains the MAE on the data and caches it; later runs reuse it."""
     from raydrift.config import apply_overrides
-    from raydrift.history import PlainReporter, read_history
-    from raydrift.loop import train
-    from raydrift.presets import get_preset
+    from raydrift.config.presets import get_preset
+    from raydrift.training.loop import train
+    from raydrift.training.rundir import PlainReporter, read_history
 
     cfg = apply_overrides(
         get_preset("digits"),

@@ -8,7 +8,7 @@ import scipy.linalg
 import torch
 from torch_fidelity.metric_isc import isc_features_to_metric
 
-from raydrift.metrics import (
+from raydrift.evaluation.metrics import (
     FeatureStats,
     fid_from_features,
     frechet_distance,

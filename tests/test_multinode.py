@@ -16,7 +16,7 @@ import pytest
 from fixtures.analysis_helpers import parse_tables, table
 from multinode import BIN, MultiNodeCluster
 
-from raydrift.history import read_history
+from raydrift.training.rundir import read_history
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]

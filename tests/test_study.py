@@ -3,7 +3,7 @@
 import pytest
 from conftest import REPO
 
-from raydrift.study import StudyError, group_id, group_label, load_study
+from raydrift.orchestration.study import StudyError, group_id, group_label, load_study
 
 GOOD = '''"""A test study."""
 from ray import tune

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from raydrift.history import read_history
+from raydrift.training.rundir import read_history
 
 BUDGET_S = 300
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from raydrift.history import read_history
-from raydrift.study import load_study
-from raydrift.tune import format_summary, run_study
+from raydrift.cli.tune import format_summary
+from raydrift.orchestration.study import load_study
+from raydrift.orchestration.tune import run_study
+from raydrift.training.rundir import read_history
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

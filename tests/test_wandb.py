@@ -6,9 +6,9 @@ import time
 import warnings
 
 from raydrift.config import apply_overrides
-from raydrift.history import PlainReporter
-from raydrift.presets import get_preset
-from raydrift.wandb_logger import WandbReporter, run_id
+from raydrift.config.presets import get_preset
+from raydrift.orchestration.wandb_logger import WandbReporter, run_id
+from raydrift.training.rundir import PlainReporter
 
 
 def _log_a_run(tmp_path, mode):
@@ -50,8 +50,8 @@ def test_online_without_a_key_falls_back_to_offline(tmp_path, monkeypatch):
 
 def test_disabled_never_imports_wandb(tmp_path):
     code = (
-        "import sys; from raydrift.config import Config; from raydrift.wandb_logger import WandbReporter;"
-        "from raydrift.history import PlainReporter; import pathlib;"
+        "import sys; from raydrift.config import Config; from raydrift.orchestration.wandb_logger import WandbReporter;"
+        "from raydrift.training.rundir import PlainReporter; import pathlib;"
         f"r = WandbReporter(PlainReporter({str(tmp_path)!r}), Config(), run_dir=pathlib.Path({str(tmp_path)!r}),"
         " id='x', group='', name='x'); r.report({'step': 1}); assert 'wandb' not in sys.modules, 'imported'"
     )

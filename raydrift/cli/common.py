@@ -1,0 +1,39 @@
+"""Helpers the commands share: checking that a config's data is there, and a run's result in a few lines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from raydrift.config import Config
+
+
+def check_data(cfg: Config) -> None:
+    """Load the training split once, so a missing dataset fails here with where to get it."""
+    from raydrift.data.datasets import DatasetNotFoundError, load_split
+
+    try:
+        load_split(cfg.data, "train", seed=cfg.train.seed)
+    except DatasetNotFoundError as err:
+        raise click.ClickException(str(err)) from None
+
+
+def run_summary(history: list[dict[str, Any]]) -> str:
+    """The last evaluation of a run's history with its yardsticks, indented for the terminal."""
+    evals = [r for r in history if r.get("eval/fid") is not None]
+    if not evals:
+        return "no evaluation recorded"
+    last = evals[-1]
+    parts = [
+        f"step {last['step']}: FID {last['eval/fid']:.2f} ({last['eval/fid_net']}, {last['eval/fid_samples']} samples "
+        f"vs {last['eval/fid_ref']})",
+        f"class-mean generator FID {last['eval/fid_classmean']:.2f}, real-data FID {last['eval/fid_real']:.2f}"
+        + (f" ({last['eval/fid_real_n']} held-out images)" if "eval/fid_real_n" in last else ""),
+        f"within-class diversity {last['eval/diversity']:.3f} (real {last['eval/diversity_real']:.3f})",
+    ]
+    if last.get("eval/is") is not None:
+        parts.append(f"IS {last['eval/is']:.2f}")
+    if last.get("eval/grid"):
+        parts.append(f"samples: {last['eval/grid']}")
+    return "\n  ".join(parts)

@@ -1,0 +1,148 @@
+"""``raydrift tune``: run a study file under Ray Tune, then print its per-trial summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from raydrift.config import ConfigError
+
+from .common import check_data
+
+
+@click.command()
+@click.argument("study_file", type=click.Path(dir_okay=False))
+@click.option("--preset", default=None, help="Base preset (e.g. mnist, cifar10): switches the study to the real data.")
+@click.option("--seeds", default=None, help="Comma-separated seeds, replacing the study's SEEDS (e.g. 0,1,2).")
+@click.option("--steps", type=int, default=None, help="Training steps per trial (the study's budget per trial).")
+@click.option("--time-budget", type=float, default=None, help="Stop the whole study after this many seconds.")
+@click.option("--max-concurrent", type=int, default=None, help="Trials at once (default: the study's).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Extra fixed override for every trial.")
+@click.option("--name", default=None, help="Experiment name (default: <study>-<preset>; stable so --resume works).")
+@click.option(
+    "--storage",
+    default="runs/studies",
+    show_default=True,
+    help="Experiment storage: a local/shared path or a URI (s3://..., gs://...) for multi-node clusters.",
+)
+@click.option("--address", default=None, help="Ray cluster address (auto, or host:port); default: a local cluster.")
+@click.option(
+    "--wandb",
+    "wandb_mode",
+    type=click.Choice(["disabled", "offline", "online"]),
+    default=None,
+    help="W&B logging from rank 0 of every trial (default: the config's, disabled).",
+)
+@click.option("--resume", is_flag=True, help="Continue an interrupted study (finished trials are not re-run).")
+@click.option("--retry-failed", is_flag=True, help="With --resume: also retry failed trials from their checkpoints.")
+@click.option("--overwrite", is_flag=True, help="Delete an existing experiment of the same name first.")
+@click.option("--dry-run", is_flag=True, help="Validate the study and list its trials; run nothing.")
+def tune(
+    study_file,
+    preset,
+    seeds,
+    steps,
+    time_budget,
+    max_concurrent,
+    sets,
+    name,
+    storage,
+    address,
+    wandb_mode,
+    resume,
+    retry_failed,
+    overwrite,
+    dry_run,
+):
+    """Run a study: every configuration x seed trained under Ray Train, scheduled by Ray Tune, stopped early
+    by ASHA on FID, logged, resumable.
+
+    \b
+    Examples:
+      raydrift tune search_spaces/kernels.py                       # embedded digits, minutes on a CPU
+      raydrift tune search_spaces/kernels.py --preset mnist --set data.root=DIR --seeds 0,1,2
+      raydrift tune search_spaces/kernels.py --resume              # continue after Ctrl-C or a crash
+      raydrift tune search_spaces/smoke.py --address auto --storage s3://bucket/studies
+    """
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()] if seeds else None
+    except ValueError:
+        raise click.BadParameter(f"seeds must be integers like 0,1,2, got {seeds!r}", param_hint="--seeds") from None
+    from raydrift.orchestration.storage import exists as storage_exists
+    from raydrift.orchestration.storage import is_uri, join, remove_tree
+    from raydrift.orchestration.study import StudyError, describe, load_study, validate
+    from raydrift.orchestration.tune import run_study
+
+    try:
+        study = load_study(study_file, preset=preset, seeds=seed_list)
+        extra = dict(item.split("=", 1) for item in sets if "=" in item)
+        if len(extra) != len(sets):
+            raise click.BadParameter("overrides must look like key=value", param_hint="--set")
+        if steps is not None:
+            extra["train.steps"] = steps
+        if wandb_mode is not None:
+            extra["wandb.mode"] = wandb_mode
+        study.cli = extra
+        if time_budget is not None:
+            study.time_budget_s = time_budget
+        if max_concurrent is not None:
+            study.max_concurrent = max_concurrent
+        if extra:
+            validate(study)
+    except (StudyError, ConfigError) as err:
+        raise click.ClickException(str(err)) from None
+    name = name or f"{study.name}-{study.preset}"
+    storage = storage if is_uri(storage) else str(Path(storage).expanduser().resolve())
+    experiment_dir = join(storage, name)
+    if dry_run:
+        click.echo(describe(study, experiment_dir))
+        return
+    check_data(study.base_config())
+    if storage_exists(experiment_dir) and not resume:
+        if overwrite:
+            remove_tree(experiment_dir)
+        else:
+            raise click.ClickException(
+                f"experiment {experiment_dir} exists: pass --resume to continue it, --overwrite to start over, "
+                "or --name for a new one"
+            )
+    if resume and not storage_exists(experiment_dir):
+        raise click.ClickException(f"nothing to resume: {experiment_dir} does not exist")
+    click.echo(describe(study, experiment_dir, short=True))
+    try:
+        _, rows = run_study(
+            study, name=name, storage=storage, address=address, resume=resume, retry_failed=retry_failed
+        )
+    except KeyboardInterrupt:
+        raise click.ClickException(f"interrupted; continue with: raydrift tune {study_file} --resume") from None
+    click.echo("\n" + format_summary(rows))
+    if any(r["status"] == "unfinished" for r in rows):
+        click.echo(f"\nsome trials did not finish; continue with: raydrift tune {study_file} --resume")
+    click.echo(f"\nexperiment: {experiment_dir}\nanalyze it: raydrift analyze {experiment_dir}")
+
+
+def format_summary(rows: list[dict[str, Any]]) -> str:
+    """The per-trial table printed at the end of a study."""
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "early-stopped", "failed", "unfinished")}
+    head = (
+        f"{len(rows)} trials: {counts['completed']} completed, {counts['early-stopped']} early-stopped, "
+        f"{counts['failed']} failed" + (f", {counts['unfinished']} unfinished" if counts["unfinished"] else "")
+    )
+    width = max([len("group")] + [len(r["group"]) for r in rows])
+
+    def fmt(v: Any) -> str:
+        return f"{v:9.2f}" if isinstance(v, (int, float)) else f"{'-':>9s}"
+
+    lines = [
+        head,
+        "",
+        f"{'group':{width}s} {'seed':>4s} {'status':14s} {'step':>7s} {'last FID':>9s} {'best FID':>9s}  note",
+    ]
+    for r in rows:
+        lines.append(
+            f"{r['group']:{width}s} {str(r['seed']):>4s} {r['status']:14s} {r['last_step']:7d} "
+            f"{fmt(r['last_fid'])} {fmt(r['best_fid'])}  {r['reason'][:160]}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,119 @@
+"""Named starting points: each a function returning a :class:`Config` (override with ``--set``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .schema import (
+    Config,
+    ConfigError,
+    DataConfig,
+    DriftConfig,
+    EvalConfig,
+    ModelConfig,
+    OptimConfig,
+    ScalingConfig,
+    TrainConfig,
+)
+
+
+def toy2d() -> Config:
+    """2-D checkerboard with an MLP generator: seconds per hundred steps, a scatter plot per eval."""
+    return Config(
+        preset="toy2d",
+        data=DataConfig(dataset="toy2d", toy="checkerboard"),
+        model=ModelConfig(arch="mlp", dim=256, depth=3, noise_dim=16, style_codebooks=0),
+        drift=DriftConfig(n_pos=256, n_neg=256, classes_per_step=1),
+        optim=OptimConfig(lr=1e-3, warmup_steps=50, ema_decay=0.99),
+        train=TrainConfig(steps=1500, log_every=50),
+        eval=EvalConfig(every=500, feature_net="identity", num_samples=2000),
+    )
+
+
+def digits() -> Config:
+    """sklearn's 8x8 digits (embedded, no download), a small DiT; a few minutes on 2 CPU cores."""
+    return Config(
+        preset="digits",
+        data=DataConfig(dataset="digits"),
+        model=ModelConfig(arch="dit", patch_size=2, dim=64, depth=3, heads=4),
+        drift=DriftConfig(n_pos=64, n_neg=64, classes_per_step=10),
+        optim=OptimConfig(lr=2e-3, warmup_steps=50, ema_decay=0.995),
+        train=TrainConfig(steps=1000, log_every=25),
+        eval=EvalConfig(every=250, num_samples=1000),
+        scaling=ScalingConfig(num_workers=1, cpus_per_worker=2),
+    )
+
+
+def mnist() -> Config:
+    """Real MNIST (28x28), a small DiT of patch 4; sized for ~25 minutes on 2 CPU cores (scale up on a GPU)."""
+    return Config(
+        preset="mnist",
+        data=DataConfig(dataset="mnist"),
+        model=ModelConfig(arch="dit", patch_size=4, dim=64, depth=3, heads=4),
+        drift=DriftConfig(n_pos=32, n_neg=32, classes_per_step=10),
+        optim=OptimConfig(lr=2e-3, warmup_steps=100, ema_decay=0.998),
+        train=TrainConfig(steps=3600, log_every=100),
+        eval=EvalConfig(every=900, num_samples=2000),
+        scaling=ScalingConfig(num_workers=1, cpus_per_worker=2),
+    )
+
+
+def fashion_mnist() -> Config:
+    """Fashion-MNIST, same model and budget as the mnist preset."""
+    cfg = mnist()
+    cfg.preset, cfg.data = "fashion_mnist", DataConfig(dataset="fashion_mnist")
+    return cfg
+
+
+def cifar10() -> Config:
+    """CIFAR-10 at the experiment report's scale: a DiT-S/2-sized generator on one GPU worker."""
+    return Config(
+        preset="cifar10",
+        data=DataConfig(dataset="cifar10"),
+        model=ModelConfig(arch="dit", patch_size=2, dim=384, depth=12, heads=6),
+        drift=DriftConfig(n_pos=64, n_neg=64, classes_per_step=10),
+        optim=OptimConfig(lr=2e-4, warmup_steps=1000, ema_decay=0.9995),
+        train=TrainConfig(steps=50000, log_every=100),
+        eval=EvalConfig(every=2500, num_samples=10000),
+        scaling=ScalingConfig(num_workers=1, use_gpu=True, cpus_per_worker=4),
+    )
+
+
+PRESETS: dict[str, Callable[[], Config]] = {
+    "toy2d": toy2d,
+    "digits": digits,
+    "mnist": mnist,
+    "fashion_mnist": fashion_mnist,
+    "cifar10": cifar10,
+}
+
+
+# What a study changes in a preset for each of its trials (a study runs many, so each is smaller than a
+# standalone run), shared by every study file; a study's own FIXED, TRIAL and PRESETS entries go on top.
+STUDY_BUDGETS: dict[str, dict[str, Any]] = {
+    "digits": {
+        "train.steps": 600,
+        "eval.every": 150,
+        "eval.num_samples": 500,
+        "train.log_every": 50,
+        "model.depth": 2,
+        "drift.n_pos": 32,
+        "drift.n_neg": 32,
+        "drift.compile": False,
+    },
+    "mnist": {"train.steps": 20000, "eval.every": 1000, "eval.num_samples": 2000, "train.log_every": 100},
+    "cifar10": {
+        "train.steps": 50000,
+        "eval.every": 2500,
+        "eval.num_samples": 10000,
+        "train.log_every": 100,
+        "scaling.use_gpu": True,
+    },
+}
+
+
+def get_preset(name: str) -> Config:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name]()

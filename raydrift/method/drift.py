@@ -1,0 +1,235 @@
+"""The drifting field and its regression loss (Deng et al. 2026, "Generative Modeling via Drifting").
+
+Pure torch, no I/O. One call handles a whole feature key: ``G`` groups (classes x locations), each with
+``Cg`` generated samples ``x``, ``Cp`` positives ``y_pos`` and ``Cn`` extra negatives ``y_neg`` of
+dimension ``S``. The generated samples are negatives too, with the self pair masked.
+
+The default options reproduce the authors' reference code exactly (pinned by
+``../shared/golden/drift_official_public.npz``; see ``tests/test_drift_golden.py``):
+
+1. L2 distances (not squared) from every ``x`` to every target ``[x, y_neg, y_pos]``;
+2. one scalar ``scale``: the target-weighted mean distance over the whole call;
+3. distances divided by ``scale``; the self pair gets +100;
+4. per temperature ``tau``: logits ``-d / tau``; affinity ``sqrt(softmax_targets * softmax_samples)``,
+   floored at ``1e-3`` (the authors' ``clamp(., 1e-6)`` before the square root), times the target weight;
+5. attraction and repulsion cross-weighted by each other's row sums; the force is the weighted sum of
+   target positions (its coefficients sum to zero, so it equals the weighted sum of displacements);
+6. each temperature's force divided by its RMS over the whole call, summed over temperatures;
+7. loss: mean over samples and dims of ``(x / s - sg(x / s + V))^2`` with ``s = scale / sqrt(S)``.
+
+Speed notes. Distances come from one batched matmul on group-centred data; the row and column
+softmaxes, the affinity and the coefficients live on ``[G, Cg, N]`` only (never ``[G, Cg, T, S]``);
+the target is detached, so the backward is the closed form ``-2 V / (s Cg S)`` and nothing of the
+field is kept for autograd.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import torch
+
+from .kernels import KERNELS, NORMALIZATIONS
+
+OFFICIAL_AFFINITY_FLOOR = 1e-3  # sqrt of the authors' clamp(softmax_row * softmax_col, 1e-6)
+SELF_MASK = 100.0  # added to the normalised self distance
+_D2_FLOOR = 1e-8  # squared-distance floor before the square root, as in the reference
+_SCALE_FLOOR = 1e-3
+_FORCE_MS_FLOOR = 1e-8
+
+
+def anneal_temperatures(
+    temperatures: Sequence[float], step: int, rate: float = 0.0, floor: float = 0.0
+) -> tuple[float, ...]:
+    """Temperature schedule ``tau(t) = max(tau0 * exp(-rate * t), floor)``; ``rate = 0`` keeps ``tau0``."""
+    if rate < 0:
+        raise ValueError(f"annealing rate must be >= 0, got {rate}")
+    return tuple(max(float(t) * math.exp(-rate * step), floor) for t in temperatures)
+
+
+class _Regress(torch.autograd.Function):
+    """Per-group ``mean((x / s - sg(x / s + V))^2)`` with the closed-form gradient ``-2 V / (s Cg S)``."""
+
+    @staticmethod
+    def forward(ctx, gen: torch.Tensor, V: torch.Tensor, s: torch.Tensor) -> torch.Tensor:  # noqa: N803
+        ctx.save_for_backward(V, s)
+        ctx.gen_dtype = gen.dtype
+        return V.square().mean(dim=(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad_loss: torch.Tensor):
+        V, s = ctx.saved_tensors
+        _, Cg, S = V.shape
+        grad = V * (grad_loss.float() * (-2.0 / (Cg * S)) / s)[:, None, None]
+        return grad.to(ctx.gen_dtype), None, None
+
+
+def drift_loss(
+    gen: torch.Tensor,
+    pos: torch.Tensor,
+    neg: torch.Tensor | None = None,
+    *,
+    weight_neg: torch.Tensor | None = None,
+    temperatures: Sequence[float] = (0.02, 0.05, 0.2),
+    kernel: str = "laplace",
+    normalization: str = "xy",
+    affinity_floor: float = OFFICIAL_AFFINITY_FLOOR,
+    compile: bool = False,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Drifting loss of one feature key.
+
+    Args:
+        gen: ``[G, Cg, S]`` generated samples (gradients flow into these only).
+        pos: ``[G, Cp, S]`` positives (data).
+        neg: ``[G, Cn, S]`` extra negatives (e.g. unconditional real samples for CFG), or None.
+        weight_neg: ``[G, Cn]`` kernel weight of each extra negative (default 1).
+        temperatures: kernel bandwidths on the normalised distance; any non-empty tuple.
+        kernel: ``laplace`` ``exp(-d / tau)`` (the paper's) or ``gaussian`` ``exp(-d^2 / (2 tau))``.
+        normalization: ``xy`` (softmax over targets and over samples, geometric mean; the paper's),
+            ``y`` (separate softmaxes over positives and over negatives) or ``none`` (raw kernel).
+        affinity_floor: lower bound on the affinity before target weights; the default reproduces the
+            authors' code, 0 gives the exact log-space affinity.
+        compile: compute the field with ``torch.compile`` (fused kernels; falls back to eager with a
+            warning where no compiler works). Temperatures are passed as a tensor, so annealing them
+            does not recompile.
+
+    Returns:
+        ``loss [G]`` (float32) and ``info`` with ``scale []`` (the shared distance scale) and
+        ``force_ms [T]`` (raw mean square of each temperature's force before normalisation).
+    """
+    _check_inputs(gen, pos, neg, weight_neg, temperatures, kernel, normalization, affinity_floor)
+    G, _, S = gen.shape
+    if neg is None:
+        neg = gen.new_zeros(G, 0, S)
+    taus = torch.tensor([float(t) for t in temperatures], dtype=torch.float32, device=gen.device)
+    field = _compiled_field() if compile else drift_field
+    with torch.no_grad():
+        V, s, info = field(
+            gen.detach().float(),
+            pos.detach().float(),
+            neg.detach().float(),
+            None if weight_neg is None else weight_neg.detach().float(),
+            taus=taus,
+            kernel=kernel,
+            normalization=normalization,
+            affinity_floor=affinity_floor,
+        )
+    return _Regress.apply(gen, V, s), info
+
+
+def drift_field(
+    x: torch.Tensor,
+    y_pos: torch.Tensor,
+    y_neg: torch.Tensor,
+    w_neg: torch.Tensor | None,
+    *,
+    taus: torch.Tensor,
+    kernel: str,
+    normalization: str,
+    affinity_floor: float,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """The normalised field ``V [G, Cg, S]`` (in units of ``s``), the input scale ``s`` and ``info``.
+
+    Float32 tensors without grad; ``taus [T]`` the temperatures. See the module docstring for the steps.
+    """
+    G, Cg, S = x.shape
+    Cn = y_neg.shape[1]
+    k = Cg + Cn  # targets [:k] are negatives, [k:] positives
+    y = torch.cat([x, y_neg, y_pos], dim=1)  # [G, N, S]
+    y = y - y.mean(dim=1, keepdim=True)  # distances and forces are translation invariant
+    x = y[:, :Cg]
+
+    # 1. Distances from one matmul: |x|^2 + |y|^2 - 2 x.y, the self pair exactly zero.
+    y_sq = y.square().sum(-1)  # [G, N]
+    d2 = torch.baddbmm(y_sq[:, None, :], x, y.transpose(1, 2), alpha=-2.0)
+    d2.add_(y_sq[:, :Cg, None])
+    d2[:, :, :Cg].diagonal(dim1=1, dim2=2).zero_()
+    dist = d2.clamp_min_(_D2_FLOOR).sqrt_()  # [G, Cg, N]
+
+    # 2. One scale for the whole call: target-weighted mean distance.
+    if w_neg is None:
+        scale = dist.mean()
+        w = None
+    else:
+        w = torch.cat([x.new_ones(G, Cg), w_neg, x.new_ones(G, y.shape[1] - k)], dim=1)  # [G, N]
+        scale = (dist.sum(1) * w).sum() / (Cg * w.sum())
+    s = (scale / math.sqrt(S)).clamp_min(_SCALE_FLOOR)
+
+    # 3. Normalised distance, self pair masked; the kernel's exponent without 1/tau.
+    energy = dist.div_(scale.clamp_min(_SCALE_FLOOR))
+    energy[:, :, :Cg].diagonal(dim1=1, dim2=2).add_(SELF_MASK)
+    energy = KERNELS[kernel].energy(energy)
+
+    V = torch.zeros_like(x)
+    force_ms = []
+    for i in range(taus.shape[0]):
+        a = _affinity(energy, taus[i], k, normalization, affinity_floor)
+        if w is not None:
+            a.mul_(w[:, None, :])
+        # 5. Cross-weighting: repulsion scaled by total attraction and vice versa.
+        a_neg, a_pos = a[..., :k], a[..., k:]
+        sum_pos = a_pos.sum(-1, keepdim=True)
+        sum_neg = a_neg.sum(-1, keepdim=True)
+        a_neg.mul_(sum_pos.neg())
+        a_pos.mul_(sum_neg)
+        f = torch.bmm(a, y).div_(s)  # coefficients sum to 0 per sample: no "- x" term needed
+        ms = f.square().mean()
+        force_ms.append(ms)
+        V.addcdiv_(f, ms.clamp_min(_FORCE_MS_FLOOR).sqrt())
+    return V, s, {"scale": scale, "force_ms": torch.stack(force_ms)}
+
+
+def _affinity(energy: torch.Tensor, tau: torch.Tensor, k: int, normalization: str, floor: float) -> torch.Tensor:
+    """Affinity ``[G, Cg, N]`` at temperature ``tau``, computed in log space."""
+    logits = energy / -tau  # a new tensor: energy is reused for every temperature
+    a = NORMALIZATIONS[normalization].affinity(logits, k)
+    return a.clamp_min_(floor) if floor > 0 else a
+
+
+def _check_inputs(gen, pos, neg, weight_neg, temperatures, kernel, normalization, affinity_floor) -> None:
+    if gen.dim() != 3 or pos.dim() != 3:
+        raise ValueError(f"gen and pos must be [G, C, S]; got {tuple(gen.shape)} and {tuple(pos.shape)}")
+    G, Cg, S = gen.shape
+    if pos.shape[0] != G or pos.shape[2] != S or pos.shape[1] < 1:
+        raise ValueError(f"pos {tuple(pos.shape)} does not match gen {tuple(gen.shape)}: need [G, Cp>=1, S]")
+    if Cg < 2:
+        raise ValueError(f"need at least 2 generated samples per group (the self pair is masked), got {Cg}")
+    if neg is not None and (neg.dim() != 3 or neg.shape[0] != G or neg.shape[2] != S):
+        raise ValueError(f"neg {tuple(neg.shape)} does not match gen {tuple(gen.shape)}: need [G, Cn, S]")
+    if weight_neg is not None:
+        Cn = 0 if neg is None else neg.shape[1]
+        if tuple(weight_neg.shape) != (G, Cn):
+            raise ValueError(f"weight_neg must be [G, Cn] = {(G, Cn)}, got {tuple(weight_neg.shape)}")
+    if len(temperatures) == 0 or any(float(t) <= 0 for t in temperatures):
+        raise ValueError(f"temperatures must be a non-empty tuple of positive numbers, got {temperatures}")
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {normalization!r}")
+    if affinity_floor < 0:
+        raise ValueError(f"affinity_floor must be >= 0, got {affinity_floor}")
+
+
+_COMPILED: dict[str, object] = {}
+
+
+def _compiled_field():
+    """``drift_field`` under ``torch.compile``, built once; eager (with a warning) if compiling fails."""
+    if "field" not in _COMPILED:
+        warnings.filterwarnings("ignore", message=".*_prims_common.check.*", category=FutureWarning)
+        compiled = torch.compile(drift_field, dynamic=False)
+
+        def field(*args, **kwargs):
+            if _COMPILED.get("broken"):
+                return drift_field(*args, **kwargs)
+            try:
+                return compiled(*args, **kwargs)
+            except Exception as err:  # no working C++ compiler, unsupported backend, ...
+                warnings.warn(f"torch.compile of the drift field failed ({err!r:.200}); using eager", stacklevel=3)
+                _COMPILED["broken"] = True
+                return drift_field(*args, **kwargs)
+
+        _COMPILED["field"] = field
+    return _COMPILED["field"]

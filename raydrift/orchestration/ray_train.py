@@ -1,0 +1,289 @@
+"""Ray Train wiring: one run = one ``TorchTrainer`` whose workers each run :func:`raydrift.training.loop.train`.
+
+Rank 0 appends the metric history to the run directory and writes sample grids; every rank calls
+``ray.train.report`` the same number of times (Train V2 requires it); checkpoints are reported from
+rank 0 and persisted by Ray under ``<storage>/<run name>/``, so a run restarted with the same name (or
+a worker restarted after a failure) continues from the latest one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import tempfile
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from raydrift.config import Config, from_dict, to_dict
+from raydrift.training.rundir import CONFIG_FILE, META_FILE, METRICS_FILE, append_record, run_meta
+
+from .storage import RunDirMirror, is_uri, read_text, write_json_files
+
+# Set before Ray starts; the driver's RAY_TRAIN_* variables reach the controller and workers.
+RAY_ENV_DEFAULTS = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",  # otherwise every worker print appears twice
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1",  # ray.train.report takes ~this long (default 2 s)
+    "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "120",  # fail instead of waiting forever for resources
+    "RAY_DEDUP_LOGS": "0",
+}
+
+
+def set_ray_env() -> None:
+    for key, value in RAY_ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def init_ray(address: str | None = None, *, num_cpus: int | None = None, temp_dir: str | None = None) -> None:
+    """Connect to ``address`` (e.g. ``auto``) or start a local cluster (with the dashboard, which Train V2's
+    cleanup of stopped trials relies on). Does nothing when Ray is already initialised."""
+    import ray
+
+    set_ray_env()
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")  # e.g. inside `ray job submit`
+    if address:
+        context = ray.init(address=address, log_to_driver=True)
+        # An inherited RAY_API_SERVER_ADDRESS (e.g. from a local cluster this shell started earlier) would
+        # send Train's state-API calls to that other cluster: point it at the one we joined.
+        if context.dashboard_url:
+            url = context.dashboard_url
+            os.environ["RAY_API_SERVER_ADDRESS"] = url if "://" in url else f"http://{url}"
+        return
+    # Train V2 frees a stopped trial's workers from an actor that finds the state API by auto-detecting
+    # the local cluster; with a second Ray instance on the machine that fails and the resources leak
+    # (the next trials wait forever). Pin the address for every process of this cluster instead.
+    port = _free_port()
+    os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+    ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        dashboard_port=port,
+        object_store_memory=256 * 2**20,
+        _temp_dir=temp_dir,
+        log_to_driver=True,
+        configure_logging=True,
+        logging_level="WARNING",
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RayReporter:
+    """Reporter for a Ray Train worker (see :class:`raydrift.training.loop.Reporter`)."""
+
+    def __init__(self, rank: int, run_dir: str | None):
+        self.rank = rank
+        # rank 0 writes the run's files where every node sees them: in place on a shared path, else into a
+        # local copy that is uploaded after every report (see raydrift.storage)
+        self.mirror = RunDirMirror(run_dir) if rank == 0 and run_dir and is_uri(run_dir) else None
+        self.run_dir = self.mirror.local if self.mirror else Path(run_dir) if run_dir and not is_uri(run_dir) else None
+        _purge_orphaned_tmp()
+        self._tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-"))
+
+    def checkpoint_root(self) -> Path:
+        return self._tmp
+
+    def report(self, metrics: dict[str, Any], checkpoint: Path | None = None) -> None:
+        import ray.train
+
+        if self.rank == 0 and self.run_dir is not None:
+            append_record(self.run_dir, metrics)
+            if self.mirror:
+                self.mirror.sync()
+        ckpt = ray.train.Checkpoint.from_directory(str(checkpoint)) if checkpoint else None
+        ray.train.report(metrics, checkpoint=ckpt)  # uploads the checkpoint before returning
+        if checkpoint:
+            shutil.rmtree(checkpoint, ignore_errors=True)
+
+    def finish(self) -> None:
+        if self.mirror:
+            self.mirror.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+TMP_PREFIX = "raydrift-ckpt-"
+
+
+def _purge_orphaned_tmp() -> None:
+    """Remove checkpoint staging dirs of worker processes that are gone (e.g. killed by early stopping)."""
+    for d in Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}*-*"):
+        pid = d.name[len(TMP_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _quiet_ray_train_logs() -> None:
+    """Ray Train logs every report (with all metrics) at INFO from each worker; keep our progress readable."""
+    import logging
+
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+
+
+def train_worker(loop_config: dict[str, Any]) -> None:
+    """Per-worker entry point of the ``TorchTrainer``.
+
+    ``loop_config``: ``config`` (the run's config dict), ``run_dir`` (where rank 0 writes the history and
+    grids), ``wandb`` (``id``, ``group``, ``name`` of the W&B run). A non-finite loss ends training on every
+    rank at the same step with a final report ``{"failure": reason}`` instead of an exception, so Ray Train
+    does not restart a run that would fail again; the caller turns it into a failed run.
+    """
+    import ray.train
+    import ray.train.torch
+
+    from raydrift.evaluation.evaluator import Evaluator
+    from raydrift.training.loop import NonFiniteLossError, train
+
+    _quiet_ray_train_logs()
+    cfg = from_dict(loop_config["config"])
+    run_dir = loop_config.get("run_dir")
+    ctx = ray.train.get_context()
+    rank, world_size = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    if cfg.train.threads == 0 and device.type == "cpu":
+        import torch
+
+        torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
+
+    reporter = base = RayReporter(rank, run_dir)
+    local_dir = base.run_dir  # rank 0: the run dir, or a local copy of it when it is a URI
+
+    def make_evaluator(cfg, data, device):
+        return Evaluator(cfg, data, device, local_dir / "samples" if local_dir else None).evaluate
+
+    if rank == 0 and cfg.wandb.mode != "disabled" and local_dir:
+        from .wandb_logger import WandbReporter
+
+        w = loop_config.get("wandb", {})
+        reporter = WandbReporter(
+            reporter,
+            cfg,
+            run_dir=local_dir,
+            id=w.get("id", cfg.run_name),
+            group=w.get("group", ""),
+            name=w.get("name", cfg.run_name),
+        )
+    checkpoint = ray.train.get_checkpoint()
+    try:
+        with checkpoint.as_directory() if checkpoint else nullcontext(None) as ckpt_dir:
+            train(
+                cfg,
+                reporter,
+                rank=rank,
+                world_size=world_size,
+                device=device,
+                resume_from=Path(ckpt_dir) if ckpt_dir else None,
+                evaluator_factory=make_evaluator,
+                log=(lambda s: print(s, flush=True)) if rank == 0 else (lambda s: None),
+            )
+    except NonFiniteLossError as err:
+        reporter.report({"step": err.step, "failure": str(err)})
+    finally:
+        if reporter is not base:
+            reporter.finish()
+        base.finish()
+
+
+def failure_of(result, run_dir: str | Path | None = None) -> str | None:
+    """The reason a finished Train run failed (an error, or a non-finite loss that rank 0 reported as the
+    last record of the run's history), else None. ``result.metrics`` cannot tell: Train V2 keeps the
+    metrics of the latest checkpoint there."""
+    if result.error is not None:
+        return root_cause(result.error)
+    text = read_text(run_dir, METRICS_FILE) if run_dir else None
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    if lines:
+        try:
+            return json.loads(lines[-1]).get("failure")
+        except json.JSONDecodeError:
+            return None
+    return None
+
+
+def root_cause(err: BaseException) -> str:
+    seen = err
+    while seen.__cause__ is not None:
+        seen = seen.__cause__
+    return f"{type(seen).__name__}: {seen}"
+
+
+def make_trainer(
+    cfg: Config,
+    run_dir: str | Path,
+    *,
+    storage_path: str,
+    name: str,
+    max_failures: int = 0,
+    callbacks: list | None = None,
+    wandb: dict[str, str] | None = None,
+):
+    """A ``TorchTrainer`` for ``cfg``: workers, resources, checkpoints and failure policy from the config
+    (gloo on CPU, nccl on GPU)."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    s = cfg.scaling
+    resources = {"CPU": s.cpus_per_worker} | ({"GPU": s.gpus_per_worker} if s.use_gpu else {})
+    return TorchTrainer(
+        train_worker,
+        train_loop_config={"config": to_dict(cfg), "run_dir": str(run_dir), "wandb": wandb or {}},
+        scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources),
+        torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),
+        run_config=RunConfig(
+            name=name,
+            storage_path=storage_path,
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
+            failure_config=FailureConfig(max_failures=max_failures),
+            callbacks=callbacks or [],
+        ),
+    )
+
+
+def write_run_files(run_dir: str | Path, cfg: Config, meta: dict[str, Any]) -> None:
+    """``config.json`` and ``meta.json`` into ``run_dir`` (a path or a storage URI)."""
+    write_json_files(run_dir, {CONFIG_FILE: to_dict(cfg), META_FILE: meta})
+
+
+def run_training(
+    cfg: Config,
+    *,
+    overrides: dict[str, Any] | None = None,
+    address: str | None = None,
+    max_failures: int = 0,
+):
+    """Run ``cfg`` under Ray Train; returns the ``ray.train.Result``. Raises on failure."""
+    init_ray(address)
+    storage = str(Path(cfg.output_dir).expanduser().resolve())
+    from .wandb_logger import run_id
+
+    run_dir = Path(storage) / cfg.run_name
+    write_run_files(
+        run_dir, cfg, run_meta(run_name=cfg.run_name, preset=cfg.preset, seed=cfg.train.seed, overrides=overrides or {})
+    )
+    trainer = make_trainer(
+        cfg,
+        run_dir,
+        storage_path=storage,
+        name=cfg.run_name,
+        max_failures=max_failures,
+        wandb={"id": run_id(cfg.run_name, f"s{cfg.train.seed}"), "group": "", "name": cfg.run_name},
+    )
+    return trainer.fit()
+
+
+def run_exists(cfg: Config) -> bool:
+    run_dir = Path(cfg.output_dir).expanduser().resolve() / cfg.run_name
+    return run_dir.exists() and any(run_dir.iterdir())
+
+
+def remove_run(cfg: Config) -> None:
+    shutil.rmtree(Path(cfg.output_dir).expanduser().resolve() / cfg.run_name, ignore_errors=True)
