@@ -1,8 +1,9 @@
 """The one place where images change representation.
 
 Datasets hold uint8 ``[N, C, H, W]``; the networks see float32 in ``[-1, 1]``. Generator outputs are not
-bounded, so whatever is scored, saved or shown goes through :func:`to_uint8` (clamp to the data range and
-round to 8 bits, as writing a PNG does) first: the FID of samples equals the FID of their saved PNGs.
+bounded, so what is scored, saved and shown is :func:`to_uint8` of them: clamped to the data range and
+rounded to 8 bits exactly as writing a PNG does (edm's and torch-fidelity's ``x * 127.5 + 128``, then
+truncation), so that the FID of samples equals the FID of their saved PNGs.
 """
 
 from __future__ import annotations
@@ -20,5 +21,10 @@ def to_float(x: torch.Tensor | np.ndarray) -> torch.Tensor:
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """Float images in ``[-1, 1]`` -> uint8, clamped and rounded to nearest (what a PNG of them holds)."""
-    return (x.float() * 127.5 + 127.5).round_().clamp_(0, 255).to(torch.uint8)
+    """Float images in ``[-1, 1]`` -> uint8, clamped and rounded to nearest: the pixels a PNG of them holds."""
+    return (x.float() * 127.5 + 128).clamp_(0, 255).to(torch.uint8)
+
+
+def out_of_range(x: torch.Tensor) -> float:
+    """Fraction of the values of float images ``x`` outside the data range ``[-1, 1]`` (what clamping cuts)."""
+    return (x.abs() > 1).float().mean().item()

@@ -2,7 +2,10 @@
 
 Fixed protocol within a run and across runs: class-balanced labels, noise from a fixed seed (the same
 for every run and seed of a study), ``eval.num_samples`` samples, reference statistics of one real split
-cached on disk. Every FID is logged with its provenance (``eval/fid_net``, ``eval/fid_samples``,
+cached on disk. Images are scored as they are shown: generator outputs go through
+:func:`raydrift.data.images.to_uint8` (clamped to [-1, 1], rounded to 8 bits, as a PNG holds them) before
+every metric, yardstick and grid, and ``eval/clamped_frac`` logs the fraction of raw values that fell
+outside [-1, 1]. Every FID is logged with its provenance (``eval/fid_net``, ``eval/fid_samples``,
 ``eval/fid_ref``, ``eval/fid_ref_n``). Each record also carries the yardsticks a reader needs to judge
 it: the FID of a generator that outputs each class's mean image, the FID of ``eval.num_samples`` images of
 the other real split (a fixed subset: the floor at this sample count, and bounded cost with a slow feature
@@ -20,7 +23,7 @@ import torch
 from raydrift import seeding
 from raydrift.cache import cache_dir
 from raydrift.data.datasets import Dataset, load_split
-from raydrift.data.images import to_float
+from raydrift.data.images import out_of_range, to_float, to_uint8
 from raydrift.data.registry import dataset_info
 from raydrift.nets.generators import Generator
 
@@ -110,7 +113,7 @@ class Evaluator:
             real = real[torch.randperm(len(real), generator=torch.Generator().manual_seed(EVAL_SEED))[:N]]
         self.yardsticks = {
             # N copies of K class means: the features of the K distinct images, repeated (cheap with Inception)
-            "eval/fid_classmean": self._fid(train.class_means(), rows=self.labels),
+            "eval/fid_classmean": self._fid(self._as_shown(train.class_means()), rows=self.labels),
             "eval/fid_real": self._fid(real),
             "eval/fid_real_n": len(real),
             "eval/diversity_real": within_class_diversity(_flat(ref.get(torch.arange(len(ref)))), ref.y),
@@ -120,7 +123,7 @@ class Evaluator:
 
     def _fid(self, x: torch.Tensor, rows: torch.Tensor | None = None) -> float:
         """FID of images ``x`` (of ``x[rows]`` when given, computing each distinct image's features once)."""
-        features = self.net.features(x.to(self.device), batch_size=self.cfg.eval.batch_size)
+        features = self.net.features(to_float(x).to(self.device), batch_size=self.cfg.eval.batch_size)
         stats = FeatureStats().update(features if rows is None else features[rows.to(features.device)])
         return stats_to_fid(stats, self.ref_stats)
 
@@ -144,8 +147,20 @@ class Evaluator:
         return torch.cat(out).float()
 
     def evaluate(self, generator: Generator, step: int) -> dict[str, Any]:
+        """The ``eval/...`` metrics of ``generator``'s samples (and, with a sample dir, the grid at ``step``)."""
         generator.eval()
-        x = self.generate(generator, self.labels)
+        raw = self.generate(generator, self.labels)
+        metrics = self.score(self._as_shown(raw))
+        if self.train.x.dtype == torch.uint8:
+            metrics["eval/clamped_frac"] = out_of_range(raw)
+        if self.sample_dir is not None:
+            metrics["eval/grid"] = str(self.save_grid(generator, step))
+        return metrics
+
+    def score(self, x: torch.Tensor) -> dict[str, Any]:
+        """FID (+ IS), diversity, provenance and yardsticks of samples ``x`` of :attr:`labels`, as shown
+        (uint8 images, or float images already through :func:`to_uint8`; toys: points as generated)."""
+        x = to_float(x).to(self.device)
         bs = self.cfg.eval.batch_size
         if self.net.has_logits:
             feats, logits = self.net.features_and_logits(x, batch_size=bs)
@@ -157,9 +172,11 @@ class Evaluator:
         }
         if logits is not None:
             metrics["eval/is"], metrics["eval/is_std"] = inception_score(logits, from_logits=True)
-        if self.sample_dir is not None:
-            metrics["eval/grid"] = str(self.save_grid(generator, step))
         return metrics | self.provenance | self.yardsticks
+
+    def _as_shown(self, x: torch.Tensor) -> torch.Tensor:
+        """Images as a PNG holds them (uint8), for image data; 2-D toy points unchanged."""
+        return to_uint8(x) if self.train.x.dtype == torch.uint8 else x
 
     def save_grid(self, generator: Generator, step: int) -> Path:
         path = self.sample_dir / f"step_{step:09d}.png"
@@ -168,7 +185,7 @@ class Evaluator:
             points = self.generate(generator, self.labels).cpu()
             return save_png(scatter_plot(points, self.train.get(torch.arange(min(len(self.train), 5000)))), path)
         x = self.generate(generator, torch.arange(K).repeat_interleave(per)).cpu()
-        return save_png(image_grid(x, rows=K), path)
+        return save_png(image_grid(to_uint8(x), rows=K), path)
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:

@@ -9,13 +9,16 @@ import numpy as np
 import torch
 from PIL import Image
 
+from raydrift.data.images import to_uint8
+
 
 def image_grid(x: torch.Tensor, rows: int, *, pad: int = 1, min_cell: int = 32) -> Image.Image:
-    """``x [rows * cols, C, H, W]`` in [-1, 1] (row-major) -> one image; small samples are upscaled."""
+    """``x [rows * cols, C, H, W]`` (uint8, or float in [-1, 1]; row-major) -> one image; small samples are
+    upscaled. Float images are clamped and rounded as every metric sees them (:func:`to_uint8`)."""
     n, C, H, W = x.shape
     cols = n // rows
     zoom = max(1, -(-min_cell // max(H, W)))
-    img = ((x[: rows * cols].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+    img = (x if x.dtype == torch.uint8 else to_uint8(x))[: rows * cols].cpu()
     img = img.repeat_interleave(zoom, 2).repeat_interleave(zoom, 3)
     h, w = H * zoom, W * zoom
     canvas = torch.full((C, rows * (h + pad) + pad, cols * (w + pad) + pad), 255, dtype=torch.uint8)

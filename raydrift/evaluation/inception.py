@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from raydrift.data.images import to_uint8
+
 from .feature_nets import FeatureNet
 
 INCEPTION_ID = "inception-tf:pool3"  # same id for downloaded and converted weights: equal to ~2e-6
@@ -27,11 +29,9 @@ _HOW_TO_GET_WEIGHTS = (
 
 
 def to_uint8_rgb(x: torch.Tensor) -> torch.Tensor:
-    """Float images in [-1, 1] ``[N, C, H, W]`` -> uint8 ``[N, 3, H, W]`` (grayscale replicated).
-
-    Rounds to nearest, as saving the images to PNG would (edm's ``x * 127.5 + 128`` then truncation).
-    """
-    u8 = (x * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    """Float images in [-1, 1] ``[N, C, H, W]`` -> uint8 ``[N, 3, H, W]`` (grayscale replicated), rounded as
+    a PNG of them is (:func:`raydrift.data.images.to_uint8`)."""
+    u8 = to_uint8(x)
     return u8.expand(-1, 3, -1, -1) if u8.shape[1] == 1 else u8
 
 
