@@ -52,8 +52,9 @@ def varying_keys(res: Results) -> list[str]:
 
 
 def default_by(res: Results) -> list[str]:
-    """The swept keys (union of meta.json overrides); without any, the varying config keys."""
-    return list(res.swept) or varying_keys(res)
+    """The swept keys (union of meta.json overrides), then every other config key that varies between runs:
+    runs whose configs differ are never pooled unless ``--by`` asks for it (and the table then says so)."""
+    return list(dict.fromkeys([*res.swept, *varying_keys(res)]))
 
 
 def where(res: Results, specs: Sequence[str]) -> Results:
@@ -97,6 +98,14 @@ class Grouping:
 
     def size(self, label: str) -> int:
         return self.runs.filter(pl.col("group") == label).height
+
+    @property
+    def n_counts(self) -> str:
+        """What n counts in this grouping's cells: ``seeds`` when every group is one config whose runs have
+        distinct seeds, else ``runs``."""
+        one_config = not any(self.pooled.values())
+        distinct = all(self.seeds(label) == self.size(label) for label in self.labels)
+        return "seeds" if one_config and distinct else "runs"
 
     def preliminary(self, label: str) -> bool:
         """A conclusion from one seed is preliminary."""
@@ -152,9 +161,10 @@ def make_grouping(res: Results, by: Sequence[str] | None = None, label: str | No
     labels = [_label(row, keys, label) for row in runs.select(keys).iter_rows(named=True)] if keys else None
     runs = runs.with_columns(pl.Series("group", labels or ["all runs"] * runs.height, dtype=pl.String))
     order = _group_order(runs, keys)
-    clash = runs.group_by("group").agg(pl.struct(keys).n_unique().alias("k")).filter(pl.col("k") > 1)
-    if keys and clash.height:
-        raise GroupingError(f"--label gives the same label to different groups: {clash['group'].to_list()}")
+    if keys:
+        clash = runs.group_by("group").agg(pl.struct(keys).n_unique().alias("k")).filter(pl.col("k") > 1)
+        if clash.height:
+            raise GroupingError(f"--label gives the same label to different groups: {clash['group'].to_list()}")
     candidates = list(res.swept) or varying_keys(res)
     inside = {
         c: runs.group_by("group").agg(pl.col(c).cast(pl.String).n_unique().alias("k")).filter(pl.col("k") > 1)

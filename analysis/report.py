@@ -36,7 +36,7 @@ class Analysis:
         lines = [
             f"Experiments: {', '.join(runs['experiment'].unique(maintain_order=True).to_list())}",
             f"Runs: {runs.height} in {len(g.labels)} groups, grouped by {by}; "
-            f"seeds per group: {', '.join(map(str, seeds))}.",
+            f"seeds per group: {', '.join(map(str, seeds))}; n counts {g.n_counts}.",
         ]
         if any(g.preliminary(label) for label in g.labels):
             lines.append("Rows resting on one seed are preliminary: run at least two seeds before concluding.")
@@ -63,9 +63,10 @@ def analyze(
     if where_:
         res = where(res, where_)
     grouping = make_grouping(res, by, label)
-    tables = {"summary": group_table(res, grouping, SUMMARY_COLUMNS, "Summary per group (mean ± 95% CI over seeds)")}
+    over = grouping.n_counts
+    tables = {"summary": group_table(res, grouping, SUMMARY_COLUMNS, f"Summary per group (mean ± 95% CI over {over})")}
     for n in at_steps:
-        title = f"Matched step {n} (last value at or before step {n}; mean ± 95% CI over seeds)"
+        title = f"Matched step {n} (last value at or before step {n}; mean ± 95% CI over {over})"
         tables[f"matched_step_{n}"] = group_table(res, grouping, matched_columns(n, metrics), title)
     if baseline is not None:
         base = grouping.baselines(baseline)
