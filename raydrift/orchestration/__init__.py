@@ -1,0 +1,1 @@
+"""Ray layer: Train/Tune wiring, studies, storage, W&B."""
