@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -319,3 +321,12 @@ def test_properties_of_random_races(curves, offsets, resume_at):
         if (leader := plain.leader()) is not None:
             assert plain.active(leader)
     assert plain.pick() == resumed.pick()
+
+
+def test_import_loads_no_ray_polars_click_wandb_or_torch():
+    code = (
+        "import sys, raydrift.orchestration.race; "
+        "print([m for m in ('ray', 'polars', 'click', 'wandb', 'torch') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -66,9 +66,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from analysis.stats import Estimate
-
-from .race_stats import Comparison, Noise, estimate, holm, paired, pooled_noise, resolvable
+from .race_stats import Comparison, Decision, Noise, estimate, holm, paired, pooled_noise, resolvable
 
 
 @dataclass(frozen=True)
@@ -107,76 +105,6 @@ class RaceConfig:
             out.append(m)
             k += 1
         return (*out, self.max_images)
-
-
-@dataclass(frozen=True)
-class Decision:
-    """One judgment of one group. ``action``: stop | add_seed | continue | fail; ``verdict``: out | in |
-    doubt | pending | failed. ``estimate`` is the group at the rung (n seeds, mean, t interval at the study's
-    confidence); ``vs_ref`` the corrected test behind the verdict; ``vs_leader`` the plain paired difference to
-    the rung's leader; ``rank`` of ``ranked`` groups with values, the top ``cut`` kept."""
-
-    group: str
-    action: str
-    verdict: str
-    rung: int
-    images: int
-    seeds: int
-    seed: int | None = None
-    rank: int = 0
-    ranked: int = 0
-    cut: int = 0
-    needed: int = 0
-    estimate: Estimate | None = None
-    vs_ref: Comparison | None = None
-    vs_leader: Comparison | None = None
-    metric: str = "FID"
-    confidence: float = 0.95
-    max_seeds: int = 0
-    for_group: str | None = None
-
-    def describe(self) -> str:
-        """The one-line, human account of this decision."""
-        if self.verdict == "failed":
-            return f"{self.group} failed: all {self.seeds} seeds failed"
-        head = f"rung {self.rung} ({self.images:,} images): {self.group}"
-        if self.verdict == "pending":
-            return f"{head} continues: {self.ranked} groups have results, {self.needed} needed to judge"
-        est = self.estimate
-        spread = f" ± {est.ci:.1f}" if est.ci is not None else ""
-        where = f"mean {est.mean:.1f}{spread} (n {est.n}), rank {self.rank}/{self.ranked}, top {self.cut} kept"
-        ref = self.vs_ref
-        what = "cut group" if self.rank > self.cut else "first group out"
-        pooled = f", seed noise pooled on {ref.df} df" if ref.n and ref.df > ref.n - 1 else ""
-        evidence = (
-            f"{ref.text(self.metric)} vs {what} {ref.ref} on {ref.n} shared seeds "
-            f"(Holm {100 * self.confidence:g}%, p {ref.p:.3g}{pooled})"
-        )
-        if self.action == "stop":
-            verb = "stopped"
-        elif self.action == "add_seed" and self.for_group:
-            verb = f"seed {self.seed} added ({self.seeds + 1} seeds) to share it with {self.for_group}, in doubt"
-        elif self.action == "add_seed":
-            verb = f"in doubt -> seed {self.seed} added ({self.seeds + 1} seeds)"
-        elif self.verdict == "in":
-            verb = "clearly in"
-        elif self.verdict == "deferred":
-            verb = "in doubt, left to the final rung (its seeds would finish before a new one got here), continues"
-        elif self.verdict == "unresolved":
-            verb = f"in doubt, more seeds (up to {self.max_seeds}) would not resolve it here, continues"
-        elif self.seeds < self.max_seeds:
-            verb = f"in doubt, continues: needs more seeds shared with {self.vs_ref.ref} first"
-        else:
-            verb = f"in doubt at max seeds ({self.seeds}), continues"
-        return f"{head} {verb}: {evidence}; {where}"
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Decision:
-        d = dict(d)
-        d["estimate"] = Estimate(**d["estimate"]) if d.get("estimate") else None
-        for key in ("vs_ref", "vs_leader"):
-            d[key] = Comparison(**d[key]) if d.get(key) else None
-        return cls(**d)
 
 
 @dataclass

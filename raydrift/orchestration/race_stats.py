@@ -1,4 +1,5 @@
-"""The race's statistics (pure): pooled seed noise of a rung, paired comparisons on shared seeds, Holm.
+"""The race's statistics (pure): pooled seed noise of a rung, paired comparisons on shared seeds, Holm; and
+the record of one judgment (:class:`Decision`) with its one-line account.
 
 A rung's table is ``y[group][seed]`` (the metric, or its log; see :mod:`raydrift.orchestration.race`). It is
 fitted by the additive two-way model of a randomised block design, ``y = mu_group + beta_seed + e`` (seeds
@@ -16,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from analysis.stats import Estimate, t_quantile
 
@@ -160,3 +162,76 @@ def holm(p: Sequence[float]) -> tuple[list[float], list[int]]:
         running = max(running, min(1.0, (len(p) - step) * p[i]))
         adjusted[i], steps[i] = running, step
     return adjusted, steps
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One judgment of one group. ``action``: stop | add_seed | continue | fail. ``verdict``: out | in | doubt |
+    unresolved | deferred | pending | failed (module doc). ``estimate``: the group's metric at the rung (n
+    seeds, mean, t interval at the study's confidence); ``vs_ref``: the Holm-corrected test behind the verdict
+    (against the cut group, or the first group out); ``vs_leader``: the paired difference to the rung's leader
+    at the study's confidence, uncorrected (for tables); ``rank`` among ``ranked`` groups with values at the
+    rung, the top ``cut`` kept, ``needed`` groups to judge (pending); ``for_group``: on an add_seed, the group
+    whose doubtful comparison the seed is for, when not this one."""
+
+    group: str
+    action: str
+    verdict: str
+    rung: int
+    images: int
+    seeds: int
+    seed: int | None = None
+    rank: int = 0
+    ranked: int = 0
+    cut: int = 0
+    needed: int = 0
+    estimate: Estimate | None = None
+    vs_ref: Comparison | None = None
+    vs_leader: Comparison | None = None
+    metric: str = "FID"
+    confidence: float = 0.95
+    max_seeds: int = 0
+    for_group: str | None = None
+
+    def describe(self) -> str:
+        """The one-line, human account of this decision."""
+        if self.verdict == "failed":
+            return f"{self.group} failed: all {self.seeds} seeds failed"
+        head = f"rung {self.rung} ({self.images:,} images): {self.group}"
+        if self.verdict == "pending":
+            return f"{head} continues: {self.ranked} groups have results, {self.needed} needed to judge"
+        est = self.estimate
+        spread = f" ± {est.ci:.1f}" if est.ci is not None else ""
+        where = f"mean {est.mean:.1f}{spread} (n {est.n}), rank {self.rank}/{self.ranked}, top {self.cut} kept"
+        ref = self.vs_ref
+        what = "cut group" if self.rank > self.cut else "first group out"
+        pooled = f", seed noise pooled on {ref.df} df" if ref.n and ref.df > ref.n - 1 else ""
+        evidence = (
+            f"{ref.text(self.metric)} vs {what} {ref.ref} on {ref.n} shared seeds "
+            f"(Holm {100 * self.confidence:g}%, p {ref.p:.3g}{pooled})"
+        )
+        if self.action == "stop":
+            verb = "stopped"
+        elif self.action == "add_seed" and self.for_group:
+            verb = f"seed {self.seed} added ({self.seeds + 1} seeds) to share it with {self.for_group}, in doubt"
+        elif self.action == "add_seed":
+            verb = f"in doubt -> seed {self.seed} added ({self.seeds + 1} seeds)"
+        elif self.verdict == "in":
+            verb = "clearly in"
+        elif self.verdict == "deferred":
+            verb = "in doubt, left to the final rung (its seeds would finish before a new one got here), continues"
+        elif self.verdict == "unresolved":
+            verb = f"in doubt, more seeds (up to {self.max_seeds}) would not resolve it here, continues"
+        elif self.seeds < self.max_seeds:
+            verb = f"in doubt, continues: needs more seeds shared with {self.vs_ref.ref} first"
+        else:
+            verb = f"in doubt at max seeds ({self.seeds}), continues"
+        return f"{head} {verb}: {evidence}; {where}"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Decision:
+        d = dict(d)
+        d["estimate"] = Estimate(**d["estimate"]) if d.get("estimate") else None
+        for key in ("vs_ref", "vs_leader"):
+            d[key] = Comparison(**d[key]) if d.get(key) else None
+        return cls(**d)
