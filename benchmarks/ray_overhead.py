@@ -1,6 +1,6 @@
-"""Ray overhead: one short training run in a plain process, as a 1-worker Ray Train run (raydrift's trainer:
-Train's data-parallel trainer with our torch backend) and as one Tune trial, timed in the same run; prints
-the overhead ratios (target: <= 10% for a ~60 s run) and where the time goes.
+"""Ray overhead: one short training run in a plain process, as a 1-worker Ray Train run (Ray Train's
+``TorchTrainer``, as raydrift runs use it) and as one Tune trial, timed in the same run; prints the overhead
+ratios and where the time goes (a measurement: no test or target depends on it).
 
 Each variant runs the same config (digits preset, ``--steps``) end to end, including evaluation at the end
 and checkpointing. The plain variant is a fresh Python process (``raydrift train --plain``, started while

@@ -23,10 +23,17 @@ from raydrift.data.queues import ClassQueues
 
 # The real MNIST (../shared/data/mnist): on this project's development and CI machines only, never a user's.
 MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
-needs_real_mnist = pytest.mark.skipif(
+_NO_MNIST = pytest.mark.skipif(
     not (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file(),
     reason=f"the real MNIST copy is not at {MNIST_DIR} (it is on the project's CI machines, not in a clone)",
 )
+
+
+def needs_real_mnist(test):
+    """Marked ``shared_data`` (CI's second pass runs these beside ../shared) and skipped where it is absent."""
+    return pytest.mark.shared_data(_NO_MNIST(test))
+
+
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 

@@ -113,11 +113,12 @@ def _train_ray(cfg: Config, overrides: dict, address: str | None, max_failures: 
 
 def _train_plain(cfg: Config, overrides: dict, resume: bool) -> None:
     from raydrift.evaluation.evaluator import Evaluator
-    from raydrift.orchestration.ray_train import write_run_files
+    from raydrift.orchestration.ray_train import quiet_library_logs, write_run_files
     from raydrift.training.checkpoint import latest_checkpoint
     from raydrift.training.loop import train as train_loop
     from raydrift.training.rundir import PlainReporter, read_history, run_meta
 
+    quiet_library_logs()
     run_dir = Path(cfg.output_dir) / cfg.run_name
     meta = run_meta(run_name=cfg.run_name, preset=cfg.preset, seed=cfg.train.seed, overrides=overrides)
     write_run_files(run_dir, cfg, meta)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import click
 from raydrift.config import ConfigError
 
 from .common import check_data
+from .console import ray_output_to
 
 
 @click.command()
@@ -39,6 +41,11 @@ from .common import check_data
 @click.option("--retry-failed", is_flag=True, help="With --resume: also retry failed trials from their checkpoints.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing experiment of the same name first.")
 @click.option("--dry-run", is_flag=True, help="Validate the study and list its trials; run nothing.")
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Show Ray's own output (status tables, worker logs) instead of writing it to ray.log.",
+)
 def tune(
     study_file,
     preset,
@@ -55,6 +62,7 @@ def tune(
     retry_failed,
     overwrite,
     dry_run,
+    verbose,
 ):
     """Run a study: every configuration x seed trained under Ray Train, scheduled by Ray Tune, stopped early
     by ASHA on FID, logged, resumable.
@@ -70,6 +78,8 @@ def tune(
         seed_list = [int(s) for s in seeds.split(",") if s.strip()] if seeds else None
     except ValueError:
         raise click.BadParameter(f"seeds must be integers like 0,1,2, got {seeds!r}", param_hint="--seeds") from None
+    from raydrift.orchestration.progress import set_sink
+    from raydrift.orchestration.ray_train import shutdown_ray
     from raydrift.orchestration.storage import exists as storage_exists
     from raydrift.orchestration.storage import is_uri, join, remove_tree
     from raydrift.orchestration.study import StudyError, describe, load_study, validate
@@ -111,16 +121,38 @@ def tune(
     if resume and not storage_exists(experiment_dir):
         raise click.ClickException(f"nothing to resume: {experiment_dir} does not exist")
     click.echo(describe(study, experiment_dir, short=True))
-    try:
-        _, rows = run_study(
-            study, name=name, storage=storage, address=address, resume=resume, retry_failed=retry_failed
-        )
-    except KeyboardInterrupt:
-        raise click.ClickException(f"interrupted; continue with: raydrift tune {study_file} --resume") from None
+    log_path = None if verbose else _ray_log(experiment_dir, name)
+    if log_path is not None:
+        click.echo(f"  Ray's own output: {log_path} (--verbose shows it here)")
+    with ray_output_to(log_path) as say:
+        set_sink(say)
+        try:
+            _, rows = run_study(
+                study,
+                name=name,
+                storage=storage,
+                address=address,
+                resume=resume,
+                retry_failed=retry_failed,
+                verbose=verbose,
+            )
+        except KeyboardInterrupt:
+            raise click.ClickException(f"interrupted; continue with: raydrift tune {study_file} --resume") from None
+        finally:
+            shutdown_ray()
     click.echo("\n" + format_summary(rows))
     if any(r["status"] == "unfinished" for r in rows):
         click.echo(f"\nsome trials did not finish; continue with: raydrift tune {study_file} --resume")
     click.echo(f"\nexperiment: {experiment_dir}\nanalyze it: raydrift analyze {experiment_dir}")
+
+
+def _ray_log(experiment_dir: str, name: str) -> Path:
+    """Where Ray's output goes: ``ray.log`` in a local experiment directory, a local file for a URI."""
+    from raydrift.orchestration.storage import is_uri
+
+    if is_uri(experiment_dir):
+        return Path(tempfile.gettempdir()) / f"raydrift-{name}-ray.log"
+    return Path(experiment_dir) / "ray.log"
 
 
 def format_summary(rows: list[dict[str, Any]]) -> str:

@@ -72,6 +72,14 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, temp_di
     )
 
 
+def shutdown_ray() -> None:
+    """Disconnect from Ray (and stop the local cluster this process started, if it did)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -122,11 +130,14 @@ def _purge_orphaned_tmp() -> None:
             shutil.rmtree(d, ignore_errors=True)
 
 
-def _quiet_ray_train_logs() -> None:
-    """Ray Train logs every report (with all metrics) at INFO from each worker; keep our progress readable."""
+def quiet_library_logs() -> None:
+    """Keep a run's output readable: Ray Train logs every report (with all metrics) at INFO from each worker,
+    and torch warns "No CUDA runtime is found, using CUDA_HOME=..." on CPU machines that have a CUDA
+    toolkit (when torch.compile loads its C++ extension helper), which says nothing about a CPU run."""
     import logging
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 
 def train_worker(loop_config: dict[str, Any]) -> None:
@@ -143,7 +154,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     from raydrift.evaluation.evaluator import Evaluator
     from raydrift.training.loop import NonFiniteLossError, train
 
-    _quiet_ray_train_logs()
+    quiet_library_logs()
     cfg = from_dict(loop_config["config"])
     run_dir = loop_config.get("run_dir")
     ctx = ray.train.get_context()

@@ -20,6 +20,7 @@ from typing import Any
 from raydrift.data.registry import dataset_info
 from raydrift.training.rundir import read_history, run_meta
 
+from .progress import StudyProgress, error_text
 from .storage import is_uri, join, write_json_files
 from .study import Study, group_id, group_label, resolved
 
@@ -141,8 +142,10 @@ def run_study(
     address: str | None = None,
     resume: bool = False,
     retry_failed: bool = False,
+    verbose: bool = False,
 ):
-    """Run (or resume) ``study`` under Ray Tune; returns ``(ResultGrid, summary rows)``."""
+    """Run (or resume) ``study`` under Ray Tune; returns ``(ResultGrid, summary rows)``. Progress lines go to
+    :func:`raydrift.orchestration.progress.emit`; ``verbose`` adds Ray Tune's own status tables."""
     from ray import tune
 
     from .ray_train import init_ray
@@ -167,7 +170,11 @@ def run_study(
             param_space=param_space,
             tune_config=tune_config,
             run_config=tune.RunConfig(
-                name=name, storage_path=storage, failure_config=tune.FailureConfig(max_failures=0), verbose=1
+                name=name,
+                storage_path=storage,
+                failure_config=tune.FailureConfig(max_failures=0),
+                callbacks=[StudyProgress(study)],
+                verbose=1 if verbose else 0,
             ),
         )
     results = tuner.fit()
@@ -189,7 +196,7 @@ def summarize(results, study: Study) -> list[dict[str, Any]]:
         last_step = max((h.get("step", 0) for h in history), default=(r.metrics or {}).get("step", 0))
         fids = [h["eval/fid"] for h in history if h.get("eval/fid") is not None]
         if r.error is not None:
-            status, reason = "failed", _error_text(r.error)
+            status, reason = "failed", error_text(r.error)
         elif last_step >= final_steps:
             status, reason = "completed", ""
         elif (r.metrics or {}).get("done") or last_step > 0:
@@ -211,14 +218,6 @@ def summarize(results, study: Study) -> list[dict[str, Any]]:
             }
         )
     return sorted(rows, key=lambda row: (row["group"], row["seed"] if row["seed"] is not None else -1))
-
-
-def _error_text(err: Any) -> str:
-    text = str(err)
-    for line in reversed(text.strip().splitlines()):
-        if "TrialFailed" in line or "Error" in line:
-            return line.split("TrialFailed: ", 1)[-1].strip()[:300]
-    return text.strip().splitlines()[-1][:300] if text.strip() else type(err).__name__
 
 
 def _read_json(path: Path) -> dict[str, Any]:
