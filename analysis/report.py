@@ -145,3 +145,11 @@ def runs_listing(res: Results, grouping: Grouping) -> pl.DataFrame:
     order = pl.DataFrame({"group": grouping.labels, "order": range(len(grouping.labels))})
     runs = res.runs.join(grouping.runs.select("run", "group"), on="run").join(order, on="group")
     return runs.sort("order", "seed").select(cols)
+
+
+def verdict_markdown(sources: Sequence[str | os.PathLike], digits: int | None = None) -> str:
+    """The verdict alone (what ``raydrift tune`` prints when a study ends), grouped by the swept keys."""
+    res = load(sources)
+    grouping = make_grouping(res)
+    dirs = [d for paths in res.runs["paths"].to_list() for d in experiment_dirs(paths or "")]
+    return render_verdict(verdict(res, grouping, scheduler_status=read_scheduler_status([*sources, *dirs])), digits)

@@ -43,7 +43,7 @@ class Verdict:
     mode: str  # "min" or "max"
     step: int | None
     rows: list[dict]
-    comparisons: int
+    comparisons: int  # tests made (pairs of configurations with at least two shared seeds)
     sentence: str
     notes: list[str] = field(default_factory=list)
     scheduler: bool = False  # whether a scheduler status column is shown
@@ -109,7 +109,8 @@ def verdict(
     for r in rows:
         r["decision"] = _decision(r, step, ranked)
     sentence = _sentence(rows, ranked, name, step)
-    v = Verdict(metric, mode, step, ranked + [r for r in rows if not r["n"]], len(ranked) - 1, sentence, notes)
+    tests = sum(r.get("p") is not None for r in ranked)
+    v = Verdict(metric, mode, step, ranked + [r for r in rows if not r["n"]], tests, sentence, notes)
     v.scheduler = bool(sched)
     v.notes = _footnotes(v, name) + notes
     return v
