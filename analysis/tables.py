@@ -4,8 +4,9 @@ paired against a baseline group.
 Every table is a ``Table`` whose ``cells`` frame has one row per (group, column): ``n`` (runs with a
 value), ``seeds``, ``mean``, ``sd``, ``ci95`` (t half-width; null for n < 2), ``lo``, ``hi`` and flags
 (``preliminary``: fewer than two seeds; ``missing_stages``: a run's merged history has a stage without this
-metric; ``ended_early``: at a matched step, a run ends before it). FID/IS columns are split by protocol
-when runs differ (``analysis.protocol``). ``analysis.render`` turns a ``Table`` into markdown.
+metric; ``ended_before``: at a matched step, how many of the row's runs ended before it and are left out,
+never carried forward). FID/IS columns are split by protocol when runs differ (``analysis.protocol``).
+``analysis.render`` turns a ``Table`` into markdown.
 """
 
 from __future__ import annotations

@@ -91,11 +91,12 @@ def verdict(
     name = f"{display(metric)} @{step}"
     values = run_values(res, [Column("at", metric, step)]).filter(pl.col("value").is_not_null())
     values = values.join(grouping.runs.select("run", "group", *grouping.pair_keys), on="run")
-    notes = []
     if is_protocol_metric(metric) and protocol_ids(res):
-        values = values.head(0)
-        notes.append(f"{display(metric)} protocols differ between runs (see above): no ranking across them; "
-                     "select one protocol with --where.")  # fmt: skip
+        for r in rows:
+            r |= {"n": 0, "decision": "not ranked: protocols differ"}
+        why = f"{display(metric)} protocols differ between runs (see the protocol notes)"
+        sentence = f"no verdict: {why}; select runs of one protocol with --where."
+        return Verdict(metric, mode, step, rows, 0, sentence, scheduler=bool(sched))
     for row in rows:
         part = values.filter(pl.col("group") == row["group"])
         est = mean_ci(part["value"].to_list())
@@ -110,9 +111,9 @@ def verdict(
         r["decision"] = _decision(r, step, ranked)
     sentence = _sentence(rows, ranked, name, step)
     tests = sum(r.get("p") is not None for r in ranked)
-    v = Verdict(metric, mode, step, ranked + [r for r in rows if not r["n"]], tests, sentence, notes)
+    v = Verdict(metric, mode, step, ranked + [r for r in rows if not r["n"]], tests, sentence)
     v.scheduler = bool(sched)
-    v.notes = _footnotes(v, name) + notes
+    v.notes = _footnotes(v, name)
     return v
 
 
@@ -129,7 +130,8 @@ def _by_label(grouping: Grouping, status: Mapping[str, str]) -> dict[str, str]:
 
 def _status_row(res: Results, grouping: Grouping, label: str, scheduler: str | None) -> dict:
     runs = grouping.runs.filter(pl.col("group") == label).join(res.runs.select("run", "status", "status_note"), "run")
-    notes = runs.group_by("status_note", maintain_order=True).len().sort("len", "status_note", descending=[True, False])
+    notes = runs.group_by("status_note", maintain_order=True).len()
+    notes = notes.sort(pl.col("status_note") != FINISHED, pl.col("len"), "status_note", descending=[False, True, False])
     finished = int((runs["status"] == FINISHED).sum())
     if notes.height == 1:
         status = notes["status_note"][0]
@@ -173,24 +175,40 @@ def _decision(r: dict, step: int, ranked: list[dict]) -> str:
     return f"not separable ({format_p(r['p_holm'])})"
 
 
+def _names(rows: list[dict]) -> str:
+    """Up to three configurations by name, more by rank: ``the 5 ranked 2-4, 6-7``."""
+    if len(rows) <= 3:
+        return ", ".join(r["group"] for r in rows)
+    ranks, spans = [r["rank"] for r in rows], []
+    for k in ranks:
+        if spans and k == spans[-1][1] + 1:
+            spans[-1][1] = k
+        else:
+            spans.append([k, k])
+    return f"the {len(rows)} ranked " + ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)
+
+
 def _sentence(rows: list[dict], ranked: list[dict], name: str, step: int) -> str:
-    unranked = [r["group"] for r in rows if not r["n"]]
-    tail = f"; not ranked (no seed reached step {step}): {', '.join(unranked)}" if unranked else ""
+    unranked = [r for r in rows if not r["n"]]
+    tail = f"; not ranked (no seed reached step {step}): {_names(unranked)}" if unranked else ""
+    if len(unranked) > 3:
+        tail = f"; not ranked: {len(unranked)} configurations (no seed reached step {step})"
     if not ranked:
         return f"no configuration has {name}: nothing to rank{tail}."
     best = ranked[0]
     text = f"best: {best['group']}"
     if len(ranked) == 1:
         return f"{text} (the only configuration with {name}){tail}."
-    separable = [r["group"] for r in ranked[1:] if r.get("separable")]
+    separable = [r for r in ranked[1:] if r.get("separable")]
     close = [r for r in ranked[1:] if not r.get("separable")]
     if separable:
-        text += f"; separable from {', '.join(separable)}"
+        text += f"; separable from {_names(separable)}"
     if close:
         ns = sorted({min(r.get("pairs") or 0, best["n"]) for r in close})
         at = f"n={ns[0]}" if len(ns) == 1 else f"n={ns[0]}-{ns[-1]}"
-        names = ", ".join(r["group"] for r in close)
-        text += f"; not separable from {names} at {at} seeds; add seeds to the best and to {names} to decide"
+        names = _names(close)
+        them = "it" if len(close) == 1 else "them"
+        text += f"; not separable from {names} at {at} seeds; add seeds to the best and to {them} to decide"
     elif best["n"] < 2:
         text += f"; it rests on {best['n']} seed: add seeds to confirm"
     return text + tail + "."

@@ -80,3 +80,9 @@ def test_one_protocol_is_stated(tmp_path):
     out = run_cli(root)
     assert "FID/IS protocol (all runs): fid_net=lenet:digits:e30:1a2b3c4d, fid_samples=1000" in out
     assert "min FID [" not in out
+
+
+def test_no_verdict_across_protocols(experiment):
+    out = run_cli(experiment)
+    assert "**No verdict: FID protocols differ between runs (see the protocol notes)" in out
+    assert "| — | kernel=gaussian |" in out and "not ranked: protocols differ" in out

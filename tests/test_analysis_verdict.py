@@ -84,7 +84,7 @@ def test_verdict_decisions_on_a_known_answer(study):
     assert rows["kernel=cauchy"]["n"] == 0 and rows["kernel=tdist"]["n"] == 0
     assert v.sentence == (
         "best: kernel=laplace; separable from kernel=gaussian; not separable from kernel=l2, kernel=energy at "
-        "n=1-3 seeds; add seeds to the best and to kernel=l2, kernel=energy to decide; not ranked (no seed "
+        "n=1-3 seeds; add seeds to the best and to them to decide; not ranked (no seed "
         "reached step 400): kernel=cauchy, kernel=tdist."
     )
 
