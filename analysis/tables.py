@@ -270,11 +270,12 @@ def _notes(res: Results, values: pl.DataFrame, grouping: Grouping, columns: Sequ
         return notes
     notes += ended_notes(res, grouping, values.filter(pl.col("ended_early"))["run"].unique().to_list(), at)
     earlier = values.filter(~pl.col("ended_early") & (pl.col("step") < at) & pl.col("value").is_not_null())
-    rest = earlier.sort("header", "step").group_by("header", "step", maintain_order=True).agg("run")
+    rest = earlier.group_by("header", "step", maintain_order=True).agg(pl.col("run").unique().sort())
+    rest = rest.group_by("step", "run", maintain_order=True).agg("header").sort("step")  # one note per run set
     for row in rest.iter_rows(named=True):
         notes.append(
-            f"{row['header']}: {who_ran(grouping, row['run'])} logged nothing at step {at} (they went on past it); "
-            f"their last value before it (step {row['step']}) is used."
+            f"{', '.join(row['header'])}: {who_ran(grouping, row['run'])} logged nothing at step {at} (they went on "
+            f"past it); their last value before it (step {row['step']}) is used."
         )
     return notes
 

@@ -69,7 +69,7 @@ def test_protocol_change_inside_a_run(tmp_path):
     # (no interval stated); P2 holds only r0's step-200 eval
     assert row["FID @200 [P1]"] == "89 ⚠"
     assert row["FID @200 [P2]"] == "85 (n=1)"
-    assert "FID @200 [P1]: `kernel=laplace` seed 0 logged nothing at step 200" in out
+    assert "FID @200 [P1], IS @200 [P1]: `kernel=laplace` seed 0 logged nothing at step 200" in out
 
 
 def test_one_protocol_is_stated(tmp_path):

@@ -136,8 +136,8 @@ def test_matched_step_notes(experiment):
         "1 run ended at step 300 of 400 (no record why): `kernel=gaussian` seed 2." in out
     )
     assert (
-        "FID @300: `kernel=laplace` seeds 0, 1; `kernel=gaussian` seeds 1, 2 logged nothing at step 300 (they went "
-        "on past it); their last value before it (step 200) is used." in out
+        "FID @300, IS @300: `kernel=laplace` seeds 0, 1; `kernel=gaussian` seeds 1, 2 logged nothing at step 300 "
+        "(they went on past it); their last value before it (step 200) is used." in out
     )
 
 
