@@ -28,7 +28,7 @@ from .grouping import Grouping
 from .load import Results, is_protocol_metric
 from .protocol import protocol_ids
 from .stats import holm, mean_ci, paired_test
-from .status import FAILED, FINISHED, common_step, study_settings
+from .status import FINISHED, common_step, study_settings
 from .tables import Column, display, run_values
 
 ALPHA = 0.05
@@ -138,8 +138,7 @@ def _status_row(res: Results, grouping: Grouping, label: str, scheduler: str | N
     else:
         status = "; ".join(f"{k} {s}" for s, k in notes.iter_rows())
     return {"group": label, "status": status, "finished": finished, "started": runs.height, "rank": None,
-            "failed": bool(runs.height) and bool((runs["status"] == FAILED).all()), "scheduler": scheduler,
-            "last": runs["status_note"].to_list()}  # fmt: skip
+            "scheduler": scheduler}  # fmt: skip
 
 
 def _compare(values: pl.DataFrame, grouping: Grouping, ranked: list[dict], sign: float) -> None:
