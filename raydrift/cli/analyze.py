@@ -178,7 +178,8 @@ def report(
     rename,
     seed_key,
 ):
-    """Tables (and, with --out, files and plots) for the runs under SOURCES (experiment directories)."""
+    """The verdict, then tables (and, with --out, files and plots) for the runs under SOURCES (experiment
+    directories)."""
     import polars as pl
 
     from analysis.grouping import GroupingError, make_grouping, where
