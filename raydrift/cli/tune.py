@@ -1,4 +1,5 @@
-"""``raydrift tune``: run a study file under Ray Tune, then print its per-trial summary."""
+"""``raydrift tune``: run a study file under Ray Tune, then print its verdict (``raydrift analyze``'s) and
+per-trial summary."""
 
 from __future__ import annotations
 
@@ -140,7 +141,8 @@ def tune(
             raise click.ClickException(f"interrupted; continue with: raydrift tune {study_file} --resume") from None
         finally:
             shutdown_ray()
-    click.echo("\n" + format_summary(rows))
+    click.echo("\n" + study_verdict(experiment_dir))
+    click.echo(format_summary(rows))
     if any(r["status"] == "unfinished" for r in rows):
         click.echo(f"\nsome trials did not finish; continue with: raydrift tune {study_file} --resume")
     click.echo(f"\nexperiment: {experiment_dir}\nanalyze it: raydrift analyze {experiment_dir}")
@@ -153,6 +155,20 @@ def _ray_log(experiment_dir: str, name: str) -> Path:
     if is_uri(experiment_dir):
         return Path(tempfile.gettempdir()) / f"raydrift-{name}-ray.log"
     return Path(experiment_dir) / "ray.log"
+
+
+def study_verdict(experiment_dir: str) -> str:
+    """The verdict of ``raydrift analyze`` on the experiment (local storage only)."""
+    from raydrift.orchestration.storage import is_uri
+
+    if is_uri(experiment_dir):
+        return f"(no verdict printed for remote storage {experiment_dir}: copy it here, then raydrift analyze it)"
+    from analysis.report import verdict_markdown
+
+    try:
+        return verdict_markdown([experiment_dir])
+    except Exception as err:  # a finished study's results must not be lost to a reporting error
+        return f"no verdict ({type(err).__name__}: {err}); try: raydrift analyze {experiment_dir}"
 
 
 def format_summary(rows: list[dict[str, Any]]) -> str:
