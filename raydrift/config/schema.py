@@ -225,6 +225,10 @@ class OptimConfig(Section):
     """Gradient-norm clip (0 = off)."""
     ema_decay: Annotated[float, Range(ge=0, lt=1)] = 0.995
     """EMA decay per step of the evaluated generator."""
+    ema_warmup: bool = False
+    """Ramp the EMA decay as min(ema_decay, (1 + step) / (10 + step)), so that a short run's EMA is not
+    dominated by its first, untrained weights (a plain 0.995 EMA still holds 5% of the initial weights at
+    step 600); the study budgets turn it on."""
 
     def __post_init__(self):
         self.betas = tuple(float(b) for b in self.betas)

@@ -66,6 +66,11 @@ def learning_rate(cfg: Config, step: int) -> float:
     return cfg.optim.lr * (min(1.0, (step + 1) / warm) if warm else 1.0)
 
 
+def ema_decay(decay: float, step: int, warmup: bool) -> float:
+    """The EMA decay applied after optimizer step ``step`` (0-based); with ``warmup``, ramped up from 0.1."""
+    return min(decay, (1 + step) / (10 + step)) if warmup else decay
+
+
 def train(
     cfg: Config,
     reporter: Reporter,
@@ -157,9 +162,10 @@ def train(
         opt.step()
 
         # Update EMA.
+        decay = ema_decay(cfg.optim.ema_decay, state.step, cfg.optim.ema_warmup)
         with torch.no_grad():
             for p_ema, p in zip(ema.parameters(), net.parameters()):
-                p_ema.lerp_(p, 1 - cfg.optim.ema_decay)
+                p_ema.lerp_(p, 1 - decay)
         state.step += 1
         state.images_seen += images_per_step
         meter.add(loss, info, grad_norm, taus)
