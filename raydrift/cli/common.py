@@ -7,6 +7,17 @@ from typing import Any
 import click
 
 from raydrift.config import Config
+from raydrift.errors import UsageError, check_name
+
+
+def name_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """click callback of ``--name``: a plain directory name (see :func:`raydrift.errors.check_name`)."""
+    if value is None:
+        return None
+    try:
+        return check_name(value, "experiment name" if ctx.command.name == "tune" else "run name")
+    except UsageError as err:
+        raise click.BadParameter(str(err)) from None
 
 
 def check_data(cfg: Config) -> None:

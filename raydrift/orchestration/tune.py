@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from raydrift.data.registry import dataset_info
-from raydrift.training.rundir import read_history, run_meta
+from raydrift.training.rundir import MARKER_FILE, marker, read_history, run_meta
 
 from .progress import StudyProgress, error_text
 from .storage import is_uri, join, write_json_files
@@ -164,7 +164,7 @@ def run_study(
             restart_errored=False,
         )
     else:
-        write_json_files(experiment_dir, {STUDY_FILE: resolved(study)})
+        write_json_files(experiment_dir, {MARKER_FILE: marker("study"), STUDY_FILE: resolved(study)})
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
