@@ -9,8 +9,9 @@ import click
 
 from raydrift.config import PRESETS, Config, ConfigError, apply_overrides, describe_keys, get_preset, to_dict
 from raydrift.data.registry import dataset_info
+from raydrift.errors import UserError
 
-from .common import check_data, name_option, run_summary
+from .common import check_data, check_resources, name_option, preflight, run_summary
 
 
 def resolve_config(preset: str, sets: tuple[str, ...], name: str | None = None) -> tuple[Config, dict]:
@@ -87,6 +88,8 @@ def train(preset, sets, name, workers, gpu, address, resume, overwrite, max_fail
             "drop --resume to start it)"
         )
     if dry_run:
+        if not plain:
+            check_resources(cfg, address)
         click.echo(json.dumps(to_dict(cfg), indent=2))
         s = cfg.scaling
         classes = min(cfg.drift.classes_per_step, dataset_info(cfg.data.dataset).num_classes)
@@ -98,6 +101,8 @@ def train(preset, sets, name, workers, gpu, address, resume, overwrite, max_fail
             f"{cfg.output_dir}/{cfg.run_name}; eval every {cfg.eval.every} steps ({cfg.eval.feature_net} FID)"
         )
         return
+    if not plain:
+        preflight(cfg, address)
     if ray_train.run_exists(cfg):
         if overwrite:
             ray_train.remove_run(cfg)
@@ -119,6 +124,8 @@ def _train_ray(cfg: Config, overrides: dict, address: str | None, max_failures: 
     click.echo(f"raydrift: training {cfg.run_name} under Ray Train ({cfg.scaling.num_workers} worker(s))")
     try:
         result = run_training(cfg, overrides=overrides, address=address, max_failures=max_failures)
+    except UserError:  # said in full by the CLI
+        raise
     except Exception as err:  # Ray wraps worker errors; show the cause, not Ray's stack
         raise click.ClickException(f"training failed: {root_cause(err)}") from None
     if failure := failure_of(result, Path(cfg.output_dir).expanduser().resolve() / cfg.run_name):

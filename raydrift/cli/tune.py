@@ -11,7 +11,7 @@ import click
 from raydrift.config import ConfigError
 from raydrift.errors import check_name
 
-from .common import check_data, name_option
+from .common import check_data, check_resources, name_option, preflight
 from .console import ray_output_to
 
 
@@ -118,9 +118,11 @@ def tune(
     storage = storage if is_uri(storage) else str(Path(storage).expanduser().resolve())
     experiment_dir = join(storage, name)
     if dry_run:
+        check_resources(study.base_config(), address, what="each trial")
         click.echo(describe(study, experiment_dir))
         return
     check_data(study.base_config())
+    preflight(study.base_config(), address, what="each trial")
     if storage_exists(experiment_dir) and not resume:
         if overwrite:
             remove_created(experiment_dir, "experiment directory", "choose another --name")

@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from raydrift.config import Config, from_dict, to_dict
+from raydrift.errors import UserError
 from raydrift.training.rundir import CONFIG_FILE, MARKER_FILE, META_FILE, METRICS_FILE, append_record, marker, run_meta
 
+from .resources import check_fits, cluster_nodes
 from .storage import RunDirMirror, is_uri, read_text, remove_created, write_json_files
 
 # Set before Ray starts; the driver's RAY_TRAIN_* variables reach the controller and workers.
@@ -48,7 +50,15 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, temp_di
         return
     address = address or os.environ.get("RAY_ADDRESS")  # e.g. inside `ray job submit`
     if address:
-        context = ray.init(address=address, log_to_driver=True)
+        check_reachable(address)
+        try:
+            context = ray.init(address=address, log_to_driver=True)
+        except Exception as err:
+            raise RayStartError(
+                f"could not connect to the Ray cluster at {address} ({type(err).__name__}: {_first_line(err)}). "
+                f"Check that the cluster is up (`ray status --address {address}` on its head node) and that this "
+                "machine can reach it, or leave --address out (and unset RAY_ADDRESS) to start a local cluster."
+            ) from None
         # An inherited RAY_API_SERVER_ADDRESS (e.g. from a local cluster this shell started earlier) would
         # send Train's state-API calls to that other cluster: point it at the one we joined.
         if context.dashboard_url:
@@ -60,17 +70,58 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, temp_di
     # (the next trials wait forever). Pin the address for every process of this cluster instead.
     port = _free_port()
     os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
-    ray.init(
-        num_cpus=num_cpus,
-        include_dashboard=True,
-        dashboard_host="127.0.0.1",
-        dashboard_port=port,
-        object_store_memory=256 * 2**20,
-        _temp_dir=temp_dir,
-        log_to_driver=True,
-        configure_logging=True,
-        logging_level="WARNING",
-    )
+    try:
+        ray.init(
+            num_cpus=num_cpus,
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            dashboard_port=port,
+            object_store_memory=256 * 2**20,
+            _temp_dir=temp_dir,
+            log_to_driver=True,
+            configure_logging=True,
+            logging_level="WARNING",
+        )
+    except Exception as err:  # e.g. "The current node timed out during startup" on a loaded machine
+        if ray.is_initialized():
+            ray.shutdown()
+        raise RayStartError(
+            f"could not start a local Ray cluster ({type(err).__name__}: {_first_line(err)}). This happens when "
+            "the machine is too loaded or short of memory for Ray's processes to start in time (another study or "
+            f"a test suite running), or when the temp directory ({temp_dir or os.environ.get('RAY_TMPDIR', '/tmp')}) "
+            "is full or cannot be written. Try again when the machine is less busy, point RAY_TMPDIR at a directory with room, or run "
+            "on a started cluster with --address."
+        ) from None
+
+
+class RayStartError(UserError):
+    """Ray could not be started or reached; the message says what to try."""
+
+
+CONNECT_TIMEOUT_S = float(os.environ.get("RAYDRIFT_CONNECT_TIMEOUT_S", "10"))
+
+
+def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail within ``timeout_s`` if nothing listens at ``address`` (``host:port`` or ``ray://host:port``);
+    ``ray.init`` itself retries an unreachable address for minutes. ``auto`` is left to Ray."""
+    target = address.split("://", 1)[-1]
+    host, sep, port = target.rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as err:
+        reason = "no answer" if isinstance(err, TimeoutError) else (err.strerror or str(err))
+        raise RayStartError(
+            f"cannot reach a Ray cluster at {address} ({reason}; waited up to {timeout_s:g} s). Check the address "
+            "(the head node's IP and GCS port, 6379 by default; `ray status` on the head prints it), that the "
+            "cluster is up and that a firewall lets this machine in, or leave --address out to start a local cluster."
+        ) from None
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [""])[0][:300]
 
 
 def shutdown_ray() -> None:
@@ -323,8 +374,10 @@ def run_training(
     address: str | None = None,
     max_failures: int = 0,
 ):
-    """Run ``cfg`` under Ray Train; returns the ``ray.train.Result``. Raises on failure."""
+    """Run ``cfg`` under Ray Train; returns the ``ray.train.Result``. Raises on failure (a
+    :class:`~raydrift.orchestration.resources.ResourcesError` before anything starts if the cluster is too small)."""
     init_ray(address)
+    check_fits(cfg, cluster_nodes())
     storage = str(Path(cfg.output_dir).expanduser().resolve())
     from .wandb_logger import run_id
 
