@@ -24,7 +24,9 @@ from .common import check_data, run_summary
 @click.option("--inception-weights", default=None, help="TF-Inception pool3 weights file (default: download).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other eval.* override.")
 def evaluate(run_dir, feature_net, num_samples, reference, inception_weights, sets):
-    """Evaluate a finished run's EMA generator (latest checkpoint) under another protocol.
+    """Evaluate a finished run's EMA generator (its checkpoint of the highest step) under another protocol.
+
+    RUN_DIR is a run directory (`raydrift train`), or a study trial's `trial_<id>/` or `train-<id>/`.
 
     \b
     Example (the standard protocol of the experiment report):
@@ -37,7 +39,7 @@ def evaluate(run_dir, feature_net, num_samples, reference, inception_weights, se
     from raydrift.data.datasets import load_split
     from raydrift.evaluation.evaluator import Evaluator
     from raydrift.nets.generators import build_generator
-    from raydrift.training.checkpoint import load_checkpoint
+    from raydrift.training.checkpoint import find_checkpoints, load_latest_good
     from raydrift.training.rundir import CONFIG_FILE, EVALUATIONS_FILE, append_record
 
     overrides = list(sets) + [
@@ -50,23 +52,59 @@ def evaluate(run_dir, feature_net, num_samples, reference, inception_weights, se
         )
         if v is not None
     ]
+    config_dir, checkpoint_dir = trial_dirs(run_dir)
+    if not (config_dir / CONFIG_FILE).is_file():
+        raise click.ClickException(
+            f"{run_dir} is not a run directory: no {CONFIG_FILE} in it"
+            + (f" or in {config_dir}" if config_dir != run_dir else "")
+            + " (give a run directory, or a study trial's trial_<id>/ or train-<id>/)"
+        )
     try:
-        cfg = apply_overrides(load_config(run_dir / CONFIG_FILE), overrides)
-    except (ConfigError, FileNotFoundError) as err:
-        raise click.ClickException(str(err)) from None
-    states = sorted(run_dir.rglob("state.pt"), key=lambda p: p.stat().st_mtime)
-    if not states:
-        raise click.ClickException(f"no checkpoint (state.pt) under {run_dir}")
+        saved = load_config(config_dir / CONFIG_FILE)
+    except (ValueError, TypeError) as err:  # not JSON, or not a raydrift config
+        raise click.ClickException(f"{config_dir / CONFIG_FILE} cannot be read: {err}") from None
+    try:
+        cfg = apply_overrides(saved, overrides)
+    except ConfigError as err:
+        raise click.BadParameter(str(err), param_hint="--set") from None
+    if cfg.eval.inception_weights and not Path(cfg.eval.inception_weights).expanduser().is_file():
+        raise click.BadParameter(
+            f"no such file: {cfg.eval.inception_weights!r} (a TF-Inception pool3 weights file; leave the option out "
+            "to download it)",
+            param_hint="--inception-weights",
+        )
+    found = load_latest_good(find_checkpoints(checkpoint_dir), log=click.echo)
+    if found is None:
+        raise click.ClickException(f"no checkpoint (state.pt) under {checkpoint_dir}")
+    _, state = found
     check_data(cfg)
-    state = load_checkpoint(states[-1])
     data = load_split(cfg.data, "train", seed=cfg.train.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     generator = build_generator(cfg.model, data.sample_shape, data.num_classes).to(device)
-    generator.load_state_dict(state["ema"])
+    try:
+        generator.load_state_dict(state["ema"])
+    except RuntimeError as err:
+        raise click.ClickException(
+            f"the checkpoint does not fit the model of {config_dir / CONFIG_FILE} "
+            f"({(str(err).splitlines() or [''])[0]}); was a model.* key changed with --set?"
+        ) from None
     click.echo(
         f"evaluating step {state['step']} of {run_dir} ({cfg.eval.feature_net}, {cfg.eval.num_samples} "
         f"samples vs {cfg.eval.reference})"
     )
     metrics = {"step": state["step"]} | Evaluator(cfg, data, device, None).evaluate(generator, state["step"])
-    append_record(run_dir, metrics, name=EVALUATIONS_FILE)
+    append_record(config_dir, metrics, name=EVALUATIONS_FILE)
     click.echo(run_summary([metrics]))
+
+
+def trial_dirs(run_dir: Path) -> tuple[Path, Path]:
+    """(directory with the run's config.json, directory with its checkpoints) for ``run_dir``.
+
+    A run of ``raydrift train`` keeps both in one directory. A study trial splits them: ``trial_<id>/`` has
+    config.json and the history, ``train-<id>/`` (its Ray Train run, a sibling) the checkpoints."""
+    name = run_dir.name
+    if name.startswith("trial_") and (run_dir.parent / f"train-{name[len('trial_') :]}").is_dir():
+        return run_dir, run_dir.parent / f"train-{name[len('trial_') :]}"
+    if name.startswith("train-") and (run_dir.parent / f"trial_{name[len('train-') :]}").is_dir():
+        return run_dir.parent / f"trial_{name[len('train-') :]}", run_dir
+    return run_dir, run_dir

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 from raydrift.data.registry import DATASETS
+from raydrift.errors import UsageError, check_name
 from raydrift.method.kernels import KERNELS, NORMALIZATIONS
 
 DatasetName = Literal[tuple(DATASETS)]  # type: ignore[valid-type]
@@ -24,7 +25,7 @@ EncoderName = Literal["resnet18", "resnet50", "convnextv2", "dinov2", "mae"]  # 
 FeatureStat = Literal["loc", "global", "patch2", "patch4"]  # = method.features.STATS (tested)
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """A bad configuration key or value; the message says what was wrong and what is accepted."""
 
 
@@ -324,6 +325,11 @@ class Config:
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
     def __post_init__(self):
+        if self.name:
+            try:
+                check_name(self.name, "name")
+            except UsageError as err:
+                raise ConfigError(str(err)) from None
         if self.data.dataset == "toy2d":
             check(self.model.arch == "mlp", "dataset toy2d needs model.arch=mlp")
             check(self.eval.feature_net == "identity", "dataset toy2d needs eval.feature_net=identity")
