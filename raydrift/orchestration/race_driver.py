@@ -10,7 +10,7 @@ Ray-free bookkeeping between the pure :class:`~.race.Race` and Ray Tune's schedu
 - :meth:`RaceDriver.result` records an eval report and decides; :meth:`RaceDriver.should_stop` says whether a
   trial's group (or seed) is out. :meth:`RaceDriver.ended` takes a trial's end: an error, or an end before
   the last eval that the race did not ask for, is that seed's missing value.
-- Every change is written to ``race.json`` in the experiment directory (atomically); a resumed study reloads
+- Every change is written to ``race/race.json`` in the experiment directory (atomically); a resumed study reloads
   it (:meth:`RaceDriver.load`), so the rung records, stopped groups and seed counts survive an interruption
   whatever Tune restores. Trials handed to Tune that Tune's own (periodic) experiment state lost are queued
   again, first.
@@ -29,10 +29,12 @@ from typing import Any
 
 from .race import Race, RaceConfig
 from .race_stats import Decision, estimate
-from .storage import read_text, write_text
+from .storage import join, read_text, write_text
 
 FINISHED = "FINISHED"
-RACE_FILE = "race.json"
+# <experiment>/race/race.json: not at the top, where Tune's resume copies every .json/.pkl into its staging
+# directory and uploads it back at each experiment checkpoint (a race.json there reverts to its resumed state).
+RACE_DIR, RACE_FILE = "race", "race.json"
 
 
 @dataclass
@@ -262,11 +264,15 @@ class RaceFile:
 
     experiment_dir: str
 
+    @property
+    def directory(self) -> str:
+        return join(self.experiment_dir, RACE_DIR)
+
     def __call__(self, data: dict[str, Any]) -> None:
-        write_text(self.experiment_dir, RACE_FILE, json.dumps(data, indent=1))
+        write_text(self.directory, RACE_FILE, json.dumps(data, indent=1))
 
     def read(self) -> dict[str, Any] | None:
-        text = read_text(self.experiment_dir, RACE_FILE)
+        text = read_text(self.directory, RACE_FILE)
         return json.loads(text) if text else None
 
 

@@ -9,7 +9,7 @@
   next report (waiting ones at once); a trial that errors is its seed's missing value.
 
 Tune's own scheduler and searcher checkpoints are not used (Tune's schedulers lose their state on restore,
-ray-project/ray#30838): the race lives in ``race.json`` (and HyperOpt's state in ``race_hyperopt.pkl``),
+ray-project/ray#30838): the race lives in ``race/race.json`` (HyperOpt's state in ``race/hyperopt.pkl``),
 written after each change and read back when Tune starts, fresh or resumed.
 """
 
@@ -30,7 +30,7 @@ from .race_driver import FINISHED, GroupInfo, RaceDriver, RaceFile
 from .storage import read_bytes, write_text
 from .study import Study, group_id, group_label
 
-HYPEROPT_FILE = "race_hyperopt.pkl"
+HYPEROPT_FILE = "hyperopt.pkl"  # beside race.json
 
 
 def race_config(study: Study, images_per_step: int) -> RaceConfig:
@@ -89,7 +89,7 @@ class RaceSearcher(Searcher):
 
     def __init__(self, driver: RaceDriver, study: Study, experiment_dir: str):
         super().__init__(metric=study.metric, mode=study.mode)
-        self.driver, self.experiment_dir = driver, experiment_dir
+        self.driver, self.race_dir = driver, RaceFile(experiment_dir).directory
         self.preset, self.base = study.preset, study.base_overrides()
         self.hyperopt = None
         if study.algorithm == "hyperopt":
@@ -137,13 +137,13 @@ class RaceSearcher(Searcher):
         self._save_hyperopt()
 
     def _save_hyperopt(self) -> None:
-        write_text(self.experiment_dir, HYPEROPT_FILE, cloudpickle.dumps(self.hyperopt.__dict__))
+        write_text(self.race_dir, HYPEROPT_FILE, cloudpickle.dumps(self.hyperopt.__dict__))
 
     def _load_hyperopt(self) -> None:
         if self._loaded or self.hyperopt is None:
             return
         self._loaded = True
-        if (data := read_bytes(self.experiment_dir, HYPEROPT_FILE)) is not None:
+        if (data := read_bytes(self.race_dir, HYPEROPT_FILE)) is not None:
             self.hyperopt.__dict__.update(cloudpickle.loads(data))
 
     def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
