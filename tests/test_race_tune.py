@@ -220,3 +220,43 @@ def test_real_race_study_runs_from_the_command_line(tmp_path, study_file):
             assert set(ran) <= set(g["seeds"])
         else:
             assert ran == sorted(g["seeds"]) and all(r["status"] == "completed" for r in rows if r["group"] == group)
+
+
+HYPEROPT_RACE = '''"""HyperOpt race."""
+from ray import tune
+
+SPACE = {"optim.lr": tune.loguniform(1e-4, 1e-2), "drift.kernel": "laplace"}
+FIXED = {"train.steps": 8, "eval.every": 1, "drift.classes_per_step": 4, "drift.n_neg": 8, "drift.n_pos": 8}
+SEARCH = {"algorithm": "hyperopt", "num_samples": 3, "n_initial_points": 2}
+SCHEDULER = {"type": "race", "min_seeds": 2, "max_seeds": 3, "grace_steps": 1}
+MAX_CONCURRENT = 4
+'''
+
+
+def test_hyperopt_race_asks_hyperopt_per_group_and_tells_it_the_groups_mean(tmp_path, study_file):
+    from hyperopt.base import JOB_STATE_DONE, JOB_STATE_ERROR
+    from ray import cloudpickle
+
+    from raydrift.orchestration.race_tune import race_parts
+    from raydrift.orchestration.study import group_label, load_study
+
+    study = load_study(study_file(HYPEROPT_RACE))
+    searcher, scheduler = race_parts(study, str(tmp_path / "exp"), images_per_step=32)
+    assert scheduler.set_search_properties("eval/fid", "min")
+    configs = {t: searcher.suggest(t) for t in ("t0", "t1", "t2", "t3", "t4")}
+    assert configs["t4"] is None  # four at once
+    d = searcher.driver
+    assert [d.who(t) for t in configs if configs[t]] == [("h0", 0), ("h0", 1), ("h1", 0), ("h1", 1)]
+    assert configs["t0"]["optim.lr"] == configs["t1"]["optim.lr"] != configs["t2"]["optim.lr"]  # one config, 2 seeds
+    assert configs["t0"]["drift.kernel"] == "laplace" and configs["t1"]["train.seed"] == 1
+    assert d.groups["h0"].label == group_label({k: configs["t0"][k] for k in study.space})
+    for t in ("t0", "t1"):  # h0 runs to the end and is the only group judged: nothing stops it
+        d.result(t, 256, 20.0 + d.who(t)[1])
+        d.ended(t, 256, error=False)
+    d.ended("t2", 64, error=True)  # h1: both seeds die, the group fails
+    d.ended("t3", 64, error=True)
+    state = cloudpickle.loads((tmp_path / "exp" / "race" / "hyperopt.pkl").read_bytes())
+    trials = state["_hpopt_trials"]
+    assert [(t["state"], t["result"]["loss"]) for t in trials.trials] == [(JOB_STATE_DONE, 20.5)]  # h0's mean
+    assert trials.count_by_state_unsynced(JOB_STATE_ERROR) == 1  # h1 failed: an error, not a result
+    assert d.race.status("h1") == "failed" and "h2" not in {g for g, _ in d.trials.values()}

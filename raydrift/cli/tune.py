@@ -65,7 +65,8 @@ def tune(
     verbose,
 ):
     """Run a study: every configuration x seed trained under Ray Train, scheduled by Ray Tune, stopped early
-    by ASHA on FID, logged, resumable.
+    on FID (the study's SCHEDULER: a race over configurations judged on their seeds, or per-trial ASHA),
+    logged, resumable.
 
     \b
     Examples:

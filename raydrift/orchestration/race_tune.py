@@ -97,7 +97,7 @@ class RaceSearcher(Searcher):
 
             s = study.search
             self.hyperopt = HyperOptSearch(
-                space=dict(study.space),
+                space=HyperOptSearch.convert_search_space(dict(study.space)),
                 metric=study.metric,
                 mode=study.mode,
                 n_initial_points=int(s.get("n_initial_points", 4)),

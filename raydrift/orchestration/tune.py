@@ -4,7 +4,9 @@ One trial = one configuration x one seed. Each trial is a Tune function trainabl
 its own) that builds a Ray Train ``TorchTrainer`` (:func:`raydrift.orchestration.ray_train.make_trainer`)
 whose rank 0 forwards its reports to Tune through ``TuneReportCallback`` (the Train V2 pattern). Grid search
 for ablations, HyperOpt TPE for continuous spaces (each suggestion repeated over the seeds), ASHA on the
-study metric over images seen (it only sees reports that carry the metric, i.e. eval steps). Names are
+study metric over images seen (it only sees reports that carry the metric, i.e. eval steps); or, with
+``SCHEDULER = {"type": "race", ...}``, the race's searcher and scheduler (:mod:`.race_tune`), which hand out
+(configuration, seed) trials themselves and stop whole configurations. Names are
 stable (no timestamps), so an interrupted study continues with ``--resume``; a trial whose loss turns
 non-finite fails with that reason while the study goes on; workers that die are restarted from the
 trial's last checkpoint.
