@@ -85,3 +85,43 @@ def test_group_ids_ignore_the_seed_and_labels_are_readable():
     assert group_label({"drift.kernel": "gaussian", "drift.temperatures": (0.02, 0.2)}) == (
         "kernel=gaussian,temperatures=0.02/0.2"
     )
+
+
+RACE = "from ray import tune\nSPACE = {'drift.kernel': tune.grid_search(['laplace', 'gaussian'])}\n"
+
+
+@pytest.mark.parametrize(
+    "scheduler,match",
+    [
+        ("{'type': 'hyperband'}", r"study.py:3: SCHEDULER type must be 'race' .* or 'asha' .*, got 'hyperband'"),
+        (
+            "{'type': 'race', 'reduction_factor': 3}",
+            r"unknown race SCHEDULER setting 'reduction_factor' \(did you mean 'eta'\?\); allowed: type, confid",
+        ),
+        ("{'grace': 3}", r"unknown asha SCHEDULER setting 'grace' \(did you mean 'grace_steps'\?\)"),
+        ("{'type': 'race', 'min_seeds': 4, 'max_seeds': 3}", r"min_seeds \(4\) is above max_seeds \(3\); raise max"),
+        ("{'type': 'race', 'confidence': 95}", r"'confidence'\] must be a number between 0 and 1, e.g. 0.95"),
+        ("{'type': 'race', 'eta': 1}", r"SCHEDULER\['eta'\] must be a number > 1"),
+        ("{'type': 'race', 'grace_steps': 2.5}", r"SCHEDULER\['grace_steps'\] must be an integer >= 1"),
+        ("'race'", r"SCHEDULER must be a dict \(e.g. \{'type': 'race'"),
+    ],
+)
+def test_bad_scheduler_says_what_and_how(study_file, scheduler, match):
+    with pytest.raises(StudyError, match=match):
+        load_study(study_file(RACE + f"SCHEDULER = {scheduler}\n"))
+
+
+def test_race_over_a_grid_needs_fixed_configurations(study_file):
+    source = "from ray import tune\nSPACE = {'drift.kernel': tune.choice(['laplace', 'gaussian'])}\n"
+    with pytest.raises(StudyError, match=r"study.py:2: drift.kernel: a race over a grid needs fixed configurations"):
+        load_study(study_file(source + "SCHEDULER = {'type': 'race'}\n"))
+
+
+def test_scheduler_types_and_race_seed_order(study_file):
+    asha = load_study(study_file(RACE + "SCHEDULER = {'grace_steps': 5, 'reduction_factor': 3}\n"))
+    assert asha.scheduler_type == "asha"  # the keys without "type" keep meaning ASHA
+    assert load_study(study_file(RACE + "SCHEDULER = None\n")).scheduler_type is None
+    race = load_study(study_file(RACE + "SEEDS = [7, 3]\nSCHEDULER = {'type': 'race', 'max_seeds': 5}\n"))
+    settings = race.race_settings()
+    assert race.scheduler_type == "race" and settings["seeds"] == [7, 3, 0, 1, 2]  # SEEDS first, then unused
+    assert settings["min_seeds"] == 2 and settings["eta"] == 2.0 and settings["confidence"] == 0.95

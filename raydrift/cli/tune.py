@@ -77,7 +77,8 @@ def tune(
     verbose,
 ):
     """Run a study: every configuration x seed trained under Ray Train, scheduled by Ray Tune, stopped early
-    by ASHA on FID, logged, resumable.
+    on FID (the study's SCHEDULER: a race over configurations judged on their seeds, or per-trial ASHA),
+    logged, resumable.
 
     \b
     Examples:
@@ -91,6 +92,7 @@ def tune(
     except ValueError:
         raise click.BadParameter(f"seeds must be integers like 0,1,2, got {seeds!r}", param_hint="--seeds") from None
     from raydrift.orchestration.progress import set_sink
+    from raydrift.orchestration.race_driver import RaceFile, race_summary
     from raydrift.orchestration.ray_train import shutdown_ray
     from raydrift.orchestration.storage import exists as storage_exists
     from raydrift.orchestration.storage import is_uri, join, mark_created, remove_created
@@ -132,6 +134,11 @@ def tune(
                 f"experiment {experiment_dir} exists: pass --resume to continue it, --overwrite to start over, "
                 "or --name for a new one"
             )
+    if resume and retry_failed and study.scheduler_type == "race":
+        raise click.UsageError(
+            "--retry-failed does not apply to a race study: a failed trial is its seed's missing value and the race "
+            "has decided without it; resume without --retry-failed"
+        )
     if resume and not storage_exists(experiment_dir):
         raise click.ClickException(f"nothing to resume: {experiment_dir} does not exist")
     if not resume:
@@ -158,6 +165,8 @@ def tune(
             shutdown_ray()
     click.echo("\n" + study_verdict(experiment_dir))
     click.echo(format_summary(rows))
+    if study.scheduler_type == "race" and (race := RaceFile(experiment_dir).read()):
+        click.echo("\n" + format_race(race_summary(race)))
     if any(r["status"] == "unfinished" for r in rows):
         click.echo(f"\nsome trials did not finish; continue with: raydrift tune {study_file} --resume")
     click.echo(f"\nexperiment: {experiment_dir}\nanalyze it: raydrift analyze {experiment_dir}")
@@ -208,4 +217,28 @@ def format_summary(rows: list[dict[str, Any]]) -> str:
             f"{r['group']:{width}s} {str(r['seed']):>4s} {r['status']:14s} {r['last_step']:7d} "
             f"{fmt(r['last_fid'])} {fmt(r['best_fid'])}  {r['reason'][:160]}"
         )
+    return "\n".join(lines)
+
+
+def format_race(race: dict[str, Any]) -> str:
+    """The race's verdicts: per group (best first) its status, seeds and metric at the last rung it reached."""
+    metric = race["metric"]
+    rows = race["groups"]
+    width = max([len("group")] + [len(r["group"]) for r in rows])
+    swidth = max([len("race status")] + [len(r["status"]) for r in rows])
+    lines = [
+        f"race: pick {race['pick'] or '(none: no group finished)'}",
+        "",
+        f"{'group':{width}s} {'race status':{swidth}s} {'seeds':>5s}  "
+        f"{metric} at the last rung reached or the stop (mean ± CI, n)",
+    ]
+    for r in rows:
+        if r["mean"] is None:
+            where = "no eval yet"
+        else:
+            ci = f" ± {r['ci']:.2f}" if r["ci"] is not None else ""
+            where = f"{r['mean']:.2f}{ci} (n {r['n']}) at rung {r['rung']} ({r['images']:,} images)"
+        lines.append(f"{r['group']:{width}s} {r['status']:{swidth}s} {r['seeds']:5d}  {where}")
+    labels = [r for r in rows if r["label"] and r["label"] != r["group"]]
+    lines += [f"  {r['group']}: {r['label']}" for r in labels]
     return "\n".join(lines)

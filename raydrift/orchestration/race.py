@@ -287,6 +287,10 @@ class Race:
         """Whether ``group`` is still in the race (its trials should run)."""
         return self._groups[group].state == "running"
 
+    def failed(self, group: str, seed: int) -> bool:
+        """Whether ``seed`` of ``group`` failed (missing at every rung it had not reached)."""
+        return seed in self._groups[group].failed
+
     def leader(self) -> str | None:
         """Best mean at the highest rung any group still in the race has reached (the pick rule)."""
         for rung in reversed(range(len(self.milestones))):

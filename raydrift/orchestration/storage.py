@@ -52,18 +52,42 @@ def write_json_files(run_dir: str | os.PathLike, files: dict[str, dict[str, Any]
             f.write(json.dumps(data, indent=2, sort_keys=True).encode())
 
 
-def read_text(run_dir: str | os.PathLike, name: str) -> str | None:
-    """The text of ``run_dir/name`` (a path or a URI), or None if it does not exist."""
+def write_text(run_dir: str | os.PathLike, name: str, text: str | bytes) -> None:
+    """Write ``run_dir/name`` (a path or a URI); on a path atomically (a reader sees the old or the new file)."""
+    data = text.encode() if isinstance(text, str) else text
+    if not is_uri(run_dir):
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        tmp = Path(run_dir) / f".{name}.tmp"
+        tmp.write_bytes(data)
+        tmp.replace(Path(run_dir) / name)
+        return
+    filesystem, path = _open(str(run_dir))
+    filesystem.create_dir(path, recursive=True)
+    with filesystem.open_output_stream(f"{path}/{name}") as f:
+        f.write(data)
+
+
+def read_bytes(run_dir: str | os.PathLike, name: str) -> bytes | None:
+    """The bytes of ``run_dir/name`` (a path or a URI), or None if it does not exist."""
+    text = read_text(run_dir, name, binary=True)
+    return text if isinstance(text, bytes) else None
+
+
+def read_text(run_dir: str | os.PathLike, name: str, binary: bool = False) -> str | bytes | None:
+    """The text (``binary``: bytes) of ``run_dir/name`` (a path or a URI), or None if it does not exist."""
     if not is_uri(run_dir):
         path = Path(run_dir) / name
-        return path.read_text() if path.is_file() else None
+        if not path.is_file():
+            return None
+        return path.read_bytes() if binary else path.read_text()
     from pyarrow import fs
 
     filesystem, path = _open(str(run_dir))
     if filesystem.get_file_info(f"{path}/{name}").type != fs.FileType.File:
         return None
     with filesystem.open_input_stream(f"{path}/{name}") as f:
-        return f.read().decode()
+        data = f.read()
+        return data if binary else data.decode()
 
 
 def exists(path: str | os.PathLike) -> bool:

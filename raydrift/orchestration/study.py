@@ -11,7 +11,11 @@ A study file sets module-level names (only ``SPACE`` is required):
     SEEDS = [0, 1]                           # the seed axis: every configuration runs once per seed
     METRIC, MODE = "eval/fid", "min"         # what ASHA and the search optimise
     SEARCH = {"algorithm": "grid"}           # or {"algorithm": "hyperopt", "num_samples": 16, "n_initial_points": 4}
-    SCHEDULER = {"grace_steps": 100, "reduction_factor": 2}   # ASHA on METRIC over images seen; None = off
+    SCHEDULER = {"type": "race", "min_seeds": 2, "max_seeds": 8, "eta": 2, "grace_steps": 100}
+                                             # race over configurations (raydrift.orchestration.race), or
+                                             # {"type": "asha", "grace_steps": 100, "reduction_factor": 2}: per-trial
+                                             # ASHA on METRIC over images seen (keys without "type" mean ASHA);
+                                             # None = every trial runs to the end
     MAX_CONCURRENT = 2                       # trials at once
     TIME_BUDGET_S = None                     # stop starting/continuing trials after this many seconds
     TRIAL = {"num_workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0.25, "max_failures": 2}
@@ -38,6 +42,10 @@ from raydrift.config import Config, ConfigError, apply_overrides, flat_keys, get
 from raydrift.config.presets import PRESETS as PRESET_FUNCTIONS
 from raydrift.config.presets import STUDY_BUDGETS
 
+# A race's settings (raydrift.orchestration.race): seeds per group to start with and at most, reduction factor
+# between rungs, the first rung in training steps, and the family-wise confidence of a rung's stops.
+RACE_DEFAULTS = {"min_seeds": 2, "max_seeds": 8, "eta": 2.0, "grace_steps": 100, "confidence": 0.95}
+
 ALLOWED_NAMES = {
     "PRESET",
     "SPACE",
@@ -55,7 +63,7 @@ ALLOWED_NAMES = {
 }
 SEARCH_ALGORITHMS = ("grid", "hyperopt")
 TRIAL_KEYS = {"num_workers", "cpus_per_worker", "gpus_per_worker", "use_gpu", "max_failures"}
-SCHEDULER_KEYS = {"grace_steps", "reduction_factor"}
+SCHEDULER_KEYS = {"asha": {"grace_steps", "reduction_factor"}, "race": set(RACE_DEFAULTS)}
 METRICS = ("eval/fid", "eval/is", "eval/diversity", "train/loss")
 
 
@@ -86,6 +94,20 @@ class Study:
     @property
     def algorithm(self) -> str:
         return self.search.get("algorithm", "grid")
+
+    @property
+    def scheduler_type(self) -> str | None:
+        """``race``, ``asha`` (also a SCHEDULER without "type"), or None (no early stopping)."""
+        return None if self.scheduler is None else self.scheduler.get("type", "asha")
+
+    def race_settings(self) -> dict[str, Any]:
+        """The race's settings (defaults filled in) and ``seeds``: the order seeds are handed out in, SEEDS
+        first, then the smallest unused integers, ``max_seeds`` of them."""
+        out = RACE_DEFAULTS | {k: v for k, v in (self.scheduler or {}).items() if k != "type"}
+        seeds = list(self.seeds[: out["max_seeds"]])
+        extra = (s for s in range(10**6) if s not in self.seeds)
+        out["seeds"] = seeds + [next(extra) for _ in range(out["max_seeds"] - len(seeds))]
+        return out
 
     def base_overrides(self) -> dict[str, Any]:
         """The preset's study budget (``STUDY_BUDGETS``), FIXED, the TRIAL resources, the chosen preset's
@@ -221,9 +243,7 @@ def validate(study: Study, tree: ast.AST | None = None) -> None:
         fail(f"MAX_CONCURRENT must be an integer >= 1, got {study.max_concurrent!r}", name="MAX_CONCURRENT")
     for key in set(study.trial) - TRIAL_KEYS:
         fail(f"unknown TRIAL setting {key!r}; allowed: {', '.join(sorted(TRIAL_KEYS))}", needle=key)
-    if study.scheduler is not None:
-        for key in set(study.scheduler) - SCHEDULER_KEYS:
-            fail(f"unknown SCHEDULER setting {key!r}; allowed: {', '.join(sorted(SCHEDULER_KEYS))}", needle=key)
+    _validate_scheduler(study, fail)
     for target, source in study.tied.items():
         if source not in study.space:
             fail(f"TIED[{target!r}] = {source!r} must name a SPACE key", needle=source)
@@ -285,6 +305,67 @@ def validate(study: Study, tree: ast.AST | None = None) -> None:
             name="SEARCH",
         )
     del base
+
+
+SCHEDULER_HINTS = {"grace": "grace_steps", "reduction_factor": "eta", "eta": "reduction_factor", "seeds": "min_seeds"}
+
+
+def _validate_scheduler(study: Study, fail) -> None:
+    """SCHEDULER: None, an ASHA dict (``"type": "asha"`` or no type) or a race dict; clear errors otherwise."""
+    from ray.tune.search.sample import Domain
+
+    sched = study.scheduler
+    if sched is None:
+        return
+    example = "e.g. {'type': 'race', 'min_seeds': 2, 'max_seeds': 8} or {'type': 'asha', 'grace_steps': 100}"
+    if not isinstance(sched, dict):
+        fail(f"SCHEDULER must be a dict ({example}) or None (every trial runs to the end)", name="SCHEDULER")
+    kind = sched.get("type", "asha")
+    if kind not in SCHEDULER_KEYS:
+        fail(
+            f"SCHEDULER type must be 'race' (early stopping that judges configurations on their seeds) or "
+            f"'asha' (per-trial ASHA), got {kind!r}",
+            needle=kind if isinstance(kind, str) else None,
+            name="SCHEDULER",
+        )
+    allowed = SCHEDULER_KEYS[kind]
+    for key in sorted(set(sched) - allowed - {"type"}, key=str):
+        hint = SCHEDULER_HINTS.get(key) if SCHEDULER_HINTS.get(key) in allowed else None
+        fail(
+            f"unknown {kind} SCHEDULER setting {key!r}" + (f" (did you mean {hint!r}?)" if hint else "")
+            + f"; allowed: type, {', '.join(sorted(allowed))}",
+            needle=key,
+        )  # fmt: skip
+
+    def number(key: str, ok, what: str, integer: bool = False) -> None:
+        v = sched.get(key)
+        kind_ok = isinstance(v, int) if integer else isinstance(v, (int, float))
+        if key in sched and (isinstance(v, bool) or not kind_ok or not ok(v)):
+            fail(f"SCHEDULER[{key!r}] must be {what}, got {v!r}", needle=key)
+
+    number("grace_steps", lambda v: v >= 1, "an integer >= 1 (training steps to the first rung)", integer=True)
+    number("reduction_factor", lambda v: v > 1, "a number > 1")
+    if kind != "race":
+        return
+    number("eta", lambda v: v > 1, "a number > 1 (the top 1/eta groups go on at each rung)")
+    number("min_seeds", lambda v: v >= 1, "an integer >= 1 (seeds every configuration starts with)", integer=True)
+    number("max_seeds", lambda v: v >= 1, "an integer >= 1 (seeds a configuration in doubt may grow to)", integer=True)
+    number("confidence", lambda v: 0 < v < 1, "a number between 0 and 1, e.g. 0.95")
+    settings = study.race_settings()
+    if settings["min_seeds"] > settings["max_seeds"]:
+        fail(
+            f"SCHEDULER min_seeds ({settings['min_seeds']}) is above max_seeds ({settings['max_seeds']}); "
+            "raise max_seeds or lower min_seeds",
+            name="SCHEDULER",
+        )
+    if study.algorithm == "grid":
+        for key, domain in study.space.items():
+            if isinstance(domain, Domain):
+                fail(
+                    f"{key}: a race over a grid needs fixed configurations: use tune.grid_search([...]) or a "
+                    "constant instead of a sampled domain, or SEARCH = {'algorithm': 'hyperopt', ...}",
+                    needle=key,
+                )
 
 
 def resolved(study: Study) -> dict[str, Any]:
@@ -349,12 +430,22 @@ def describe(study: Study, experiment_dir: str, short: bool = False) -> str:
         else (int(study.search.get("num_samples", 8)) * len(study.seeds))
     )
     cfg = study.base_config()
+    configs = len(combos) if study.algorithm == "grid" else int(study.search.get("num_samples", 8))
+    if study.scheduler_type == "race":
+        r = study.race_settings()
+        trials = (
+            f"{configs} configurations x {r['min_seeds']}-{r['max_seeds']} seeds ({study.algorithm}; seeds in "
+            f"order {r['seeds']})"
+        )
+        early = f"race (eta {r['eta']:g}, first rung at step {r['grace_steps']}, {100 * r['confidence']:g}% Holm)"
+    else:
+        trials = f"{n} trials ({study.algorithm}; seeds {study.seeds})"
+        grace = (study.scheduler or {}).get("grace_steps", 100)
+        early = f"ASHA grace {grace} steps" if study.scheduler else "no early stopping"
     lines = [
         f"study {study.name} ({study.path}): {study.description.splitlines()[0] if study.description else ''}",
-        f"  preset {study.preset}, {n} trials ({study.algorithm}; seeds {study.seeds}), "
-        f"{cfg.train.steps} steps each, eval every {cfg.eval.every}, ASHA "
-        + (f"grace {study.scheduler.get('grace_steps', 100)} steps" if study.scheduler else "off")
-        + f", {study.max_concurrent} at once, metric {study.metric} ({study.mode})",
+        f"  preset {study.preset}, {trials}, {cfg.train.steps} steps each, eval every {cfg.eval.every}, {early}"
+        f", {study.max_concurrent} at once, metric {study.metric} ({study.mode})",
         f"  each trial: {_resources(cfg)}",
         f"  experiment dir: {experiment_dir}",
     ]
@@ -366,7 +457,8 @@ def describe(study: Study, experiment_dir: str, short: bool = False) -> str:
         if study.algorithm == "grid":
             lines.append("  configurations:")
             for combo in combos:
-                lines.append(f"    {group_label(dict(zip(grid_keys, combo)))}  x seeds {study.seeds}")
+                seeds = "raced" if study.scheduler_type == "race" else study.seeds
+                lines.append(f"    {group_label(dict(zip(grid_keys, combo)))}  x seeds {seeds}")
     return "\n".join(lines)
 
 

@@ -4,7 +4,9 @@ One trial = one configuration x one seed. Each trial is a Tune function trainabl
 its own) that builds a Ray Train ``TorchTrainer`` (:func:`raydrift.orchestration.ray_train.make_trainer`)
 whose rank 0 forwards its reports to Tune through ``TuneReportCallback`` (the Train V2 pattern). Grid search
 for ablations, HyperOpt TPE for continuous spaces (each suggestion repeated over the seeds), ASHA on the
-study metric over images seen (it only sees reports that carry the metric, i.e. eval steps). Names are
+study metric over images seen (it only sees reports that carry the metric, i.e. eval steps); or, with
+``SCHEDULER = {"type": "race", ...}``, the race's searcher and scheduler (:mod:`.race_tune`), which hand out
+(configuration, seed) trials themselves and stop whole configurations. Names are
 stable (no timestamps), so an interrupted study continues with ``--resume``; a trial whose loss turns
 non-finite fails with that reason while the study goes on; workers that die are restarted from the
 trial's last checkpoint.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from raydrift.data.registry import dataset_info
 from raydrift.training.rundir import MARKER_FILE, marker, read_history, run_meta
 
 from .progress import StudyProgress, error_text
+from .race_driver import RaceFile, race_summary
 from .resources import check_fits, cluster_nodes
 from .storage import is_uri, join, write_json_files
 from .study import Study, group_id, group_label, resolved
@@ -82,18 +86,25 @@ def images_per_step(study: Study) -> int:
     return classes * cfg.drift.n_neg * cfg.scaling.num_workers
 
 
-def build_tuner_parts(study: Study, experiment: str, experiment_dir: str):
-    """(trainable, param_space, tune_config) for a fresh run or a restore."""
+def build_tuner_parts(study: Study, experiment: str, experiment_dir: str, trial_fn: Callable | None = None):
+    """(trainable, param_space, tune_config) for a fresh run or a restore; ``trial_fn`` replaces
+    :func:`run_trial` (called the same way)."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
+    fn = trial_fn or run_trial
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, study=study, experiment=experiment, experiment_dir=experiment_dir),
+        tune.with_parameters(fn, study=study, experiment=experiment, experiment_dir=experiment_dir),
         {"cpu": 0, "memory": 256 * 2**20},  # the driver only waits on its Train run
     )
     param_space = dict(study.space)
-    search_alg, num_samples = None, 1
-    if study.algorithm == "grid":
+    search_alg, num_samples, scheduler, max_concurrent = None, 1, None, study.max_concurrent
+    if study.scheduler_type == "race":  # the race's searcher hands out every trial and bounds concurrency
+        from .race_tune import race_parts
+
+        search_alg, scheduler = race_parts(study, experiment_dir, images_per_step(study))
+        param_space, num_samples, max_concurrent = {}, -1, None
+    elif study.algorithm == "grid":
         param_space["train.seed"] = tune.grid_search(study.seeds)
     else:
         from ray.tune.search import Repeater
@@ -108,8 +119,7 @@ def build_tuner_parts(study: Study, experiment: str, experiment_dir: str):
         )
         search_alg = Repeater(hyperopt, repeat=len(study.seeds), set_index=True)
         num_samples = int(s.get("num_samples", 8)) * len(study.seeds)
-    scheduler = None
-    if study.scheduler is not None:
+    if study.scheduler_type == "asha":
         per_step = images_per_step(study)
         scheduler = ASHAScheduler(
             time_attr="images_seen",
@@ -124,7 +134,7 @@ def build_tuner_parts(study: Study, experiment: str, experiment_dir: str):
         search_alg=search_alg,
         scheduler=scheduler,
         num_samples=num_samples,
-        max_concurrent_trials=study.max_concurrent,
+        max_concurrent_trials=max_concurrent,
         time_budget_s=study.time_budget_s,
         trial_dirname_creator=lambda t: f"trial_{t.trial_id}",
         trial_name_creator=lambda t: (
@@ -144,9 +154,12 @@ def run_study(
     resume: bool = False,
     retry_failed: bool = False,
     verbose: bool = False,
+    trial_fn: Callable | None = None,
 ):
     """Run (or resume) ``study`` under Ray Tune; returns ``(ResultGrid, summary rows)``. Progress lines go to
-    :func:`raydrift.orchestration.progress.emit`; ``verbose`` adds Ray Tune's own status tables."""
+    :func:`raydrift.orchestration.progress.emit`; ``verbose`` adds Ray Tune's own status tables. A race study
+    also writes ``race.json`` (its state, per group status and rung statistics) and its rows say each group's
+    race status. ``trial_fn``: a Tune function trainable run instead of :func:`run_trial` (same arguments)."""
     from ray import tune
 
     from .ray_train import init_ray
@@ -155,7 +168,12 @@ def run_study(
     init_ray(address)
     check_fits(study.base_config(), cluster_nodes(), what="each trial")
     experiment_dir = join(storage, name)
-    trainable, param_space, tune_config = build_tuner_parts(study, name, experiment_dir)
+    if resume and retry_failed and study.scheduler_type == "race":
+        raise ValueError(
+            "--retry-failed does not apply to a race study: a failed trial is its seed's missing value and the "
+            "race has decided without it; resume without --retry-failed"
+        )
+    trainable, param_space, tune_config = build_tuner_parts(study, name, experiment_dir, trial_fn)
     if resume:
         tuner = tune.Tuner.restore(
             experiment_dir,
@@ -181,7 +199,13 @@ def run_study(
         )
     results = tuner.fit()
     rows = summarize(results, study)
-    write_json_files(experiment_dir, {SUMMARY_FILE: {"trials": rows}})
+    summary: dict[str, Any] = {"trials": rows}
+    if study.scheduler_type == "race" and (race := RaceFile(experiment_dir).read()):
+        summary["race"] = race_summary(race)
+        status = {g["group_id"]: g["status"] for g in race["groups"].values() if g["group_id"]}
+        for row in rows:
+            row["race"] = status.get(row["group_id"], "")
+    write_json_files(experiment_dir, {SUMMARY_FILE: summary})
     return results, rows
 
 
