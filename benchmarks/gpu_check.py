@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.util
+import inspect
 import json
 import os
 import platform
@@ -39,6 +40,7 @@ import sys
 import tempfile
 import time
 import traceback
+import types
 import warnings
 from pathlib import Path
 from typing import Any
@@ -120,6 +122,15 @@ def _official_steps(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     import jax
     import jax.numpy as jnp
 
+    facts = {}
+    if importlib.util.find_spec("einops") is None:  # the file imports einops.repeat but never calls it
+        shim = types.ModuleType("einops")
+        shim.repeat = _einops_missing
+        sys.modules["einops"] = shim
+        facts["einops"] = "not installed: a stub stood in (drift_loss.py imports repeat, never calls it)"
+    if "a_min" not in inspect.signature(jnp.clip).parameters:  # newer JAX dropped numpy's old names
+        jnp.clip = _old_clip(jnp.clip)
+        facts["jnp.clip"] = f"JAX {jax.__version__} has no a_min/a_max: a wrapper maps them to min/max"
     spec = importlib.util.spec_from_file_location("official_drift_loss", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -147,8 +158,21 @@ def _official_steps(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
         return make
 
-    info = {"jax": jax.__version__, "jax_devices": [str(d) for d in jax.devices()], "official": str(path)}
-    return {"jax": maker(None), "jax-fp32": maker("highest")}, info
+    facts |= {"jax": jax.__version__, "jax_devices": [str(d) for d in jax.devices()], "official": str(path)}
+    return {"jax": maker(None), "jax-fp32": maker("highest")}, facts
+
+
+def _old_clip(clip):
+    """``jnp.clip`` accepting the ``a_min``/``a_max`` keywords the authors' code passes."""
+
+    def wrapped(x, min=None, max=None, *, a_min=None, a_max=None, **kw):  # noqa: A002
+        return clip(x, min=a_min if min is None else min, max=a_max if max is None else max, **kw)
+
+    return wrapped
+
+
+def _einops_missing(*args, **kwargs):
+    raise NotImplementedError("einops is not installed")
 
 
 def drift_section(args, device: torch.device) -> dict[str, Any]:
@@ -177,7 +201,12 @@ def drift_section(args, device: torch.device) -> dict[str, Any]:
             del inputs
         for name, make in official.items():
             try:
-                row[f"{name}_ms"] = _time_ms(make(*_inputs(shape, torch.device("cpu"))), args.repeats, device)
+                step = make(*_inputs(shape, torch.device("cpu")))
+                row[f"{name}_ms"] = _time_ms(step, args.repeats, device)
+                gen, pos, neg, w_neg = _inputs(shape, device)  # the same inputs: the same loss?
+                ours = drift_loss(gen, pos, neg if shape[3] else None, weight_neg=w_neg if shape[3] else None)[0]
+                ours = ours.sum().item()
+                row[f"{name}_loss_rel_diff"] = abs(float(step()[0]) - ours) / abs(ours)
             except Exception as err:
                 row[f"{name}_error"] = f"{type(err).__name__}: {str(err)[:300]}"
         row["eager/compiled"] = row["eager_ms"] / row["compiled_ms"]
