@@ -173,6 +173,6 @@ def _train_plain(cfg: Config, overrides: dict, resume: bool) -> None:
 
 @click.command()
 def presets() -> None:
-    """List the presets and what each is for."""
+    """List the presets and what each is for (the first line of each preset's docstring)."""
     for name, fn in PRESETS.items():
-        click.echo(f"{name:14s} {(fn.__doc__ or '').strip()}")
+        click.echo(f"{name:14s} {(fn.__doc__ or '').strip().splitlines()[0]}")

@@ -253,6 +253,12 @@ class TrainConfig(Section):
     """Checkpoints kept on disk (the newest)."""
     threads: Annotated[int, NON_NEGATIVE] = 0
     """torch CPU threads per worker (0 = leave torch's default)."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """bf16: generator and encoder forward under bf16 autocast (cpu or cuda); drift, loss, weights stay fp32."""
+    tf32: bool = True
+    """Let CUDA's float32 matmuls and convolutions use TF32 (never the drift field's); no effect on CPU."""
+    compile_model: bool = False
+    """torch.compile the generator for training (the first steps compile; the EMA copy stays eager)."""
 
 
 @dataclass

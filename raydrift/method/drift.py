@@ -17,6 +17,9 @@ The default options reproduce the authors' reference code exactly (pinned by
 6. each temperature's force divided by its RMS over the whole call, summed over temperatures;
 7. loss: mean over samples and dims of ``(x / s - sg(x / s + V))^2`` with ``s = scale / sqrt(S)``.
 
+The field is always computed in full float32 (:func:`full_float32`: autocast and TF32 off), also inside a
+bf16 training step; only the regression's gradient takes the generated samples' dtype.
+
 Speed notes. Distances come from one batched matmul on group-centred data; the row and column
 softmaxes, the affinity and the coefficients live on ``[G, Cg, N]`` only (never ``[G, Cg, T, S]``);
 the target is detached, so the backward is the closed form ``-2 V / (s Cg S)`` and nothing of the
@@ -25,9 +28,10 @@ field is kept for autograd.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -105,7 +109,7 @@ def drift_loss(
         neg = gen.new_zeros(G, 0, S)
     taus = torch.tensor([float(t) for t in temperatures], dtype=torch.float32, device=gen.device)
     field = _compiled_field() if compile else drift_field
-    with torch.no_grad():
+    with torch.no_grad(), full_float32(gen.device):
         V, s, info = field(
             gen.detach().float(),
             pos.detach().float(),
@@ -242,6 +246,22 @@ def _check_inputs(gen, pos, neg, weight_neg, temperatures, kernel, normalization
 
 
 _COMPILED: dict[str, object] = {}
+
+
+@contextlib.contextmanager
+def full_float32(device: torch.device) -> Iterator[None]:
+    """Autocast off and, on CUDA, no TF32 for float32 matmuls: the field is computed in full float32 even
+    inside a bf16 training step (``train.precision=bf16``) or with ``train.tf32`` on."""
+    with torch.autocast(device.type, enabled=False):
+        if device.type != "cuda":
+            yield
+            return
+        previous = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
+        try:
+            yield
+        finally:
+            torch.set_float32_matmul_precision(previous)
 
 
 def _compiled_field():
