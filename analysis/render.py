@@ -90,8 +90,8 @@ def row_size(table: Table, label: str) -> int:
 
 
 def row_preliminary(table: Table, label: str) -> bool:
-    if table.paired:
-        return int(table.cells.filter(pl.col("group") == label)["seeds"].max() or 0) < 2
+    if table.paired:  # one pair: preliminary; none: its cells say so ("—")
+        return int(table.cells.filter(pl.col("group") == label)["seeds"].max() or 0) == 1
     return table.grouping.preliminary(label)
 
 
