@@ -73,6 +73,10 @@ def evaluate(run_dir, feature_net, num_samples, reference, inception_weights, se
             "to download it)",
             param_hint="--inception-weights",
         )
+    if cfg.eval.feature_net == "inception" and cfg.eval.inception_weights:
+        from raydrift.evaluation.inception import check_weights_file
+
+        check_weights_file(Path(cfg.eval.inception_weights).expanduser())  # before minutes of loading
     found = load_latest_good(find_checkpoints(checkpoint_dir), log=click.echo)
     if found is None:
         raise click.ClickException(f"no checkpoint (state.pt) under {checkpoint_dir}")

@@ -89,8 +89,8 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, temp_di
             f"could not start a local Ray cluster ({type(err).__name__}: {_first_line(err)}). This happens when "
             "the machine is too loaded or short of memory for Ray's processes to start in time (another study or "
             f"a test suite running), or when the temp directory ({temp_dir or os.environ.get('RAY_TMPDIR', '/tmp')}) "
-            "is full or cannot be written. Try again when the machine is less busy, point RAY_TMPDIR at a directory with room, or run "
-            "on a started cluster with --address."
+            "is full or cannot be written. Try again when the machine is less busy, point RAY_TMPDIR at a "
+            "directory with room, or run on a started cluster with --address."
         ) from None
 
 
