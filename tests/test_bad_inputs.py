@@ -506,3 +506,15 @@ def test_a_loss_that_turns_nan_is_a_one_line_failure(tmp_path):
     assert r.exit_code == 1, r.output
     assert "Error: training failed: loss became nan at step 1" in r.output and "Traceback" not in r.output
     assert "lower optim.lr" in r.output
+
+
+# ---------------------------------------------------------------- 19: a study file is code
+
+
+def test_tune_help_and_readme_say_a_study_file_is_code():
+    r = run("tune", "--help")
+    assert r.exit_code == 0
+    assert "STUDY_FILE is Python code" in r.output and "Run only study files you trust" in r.output.replace("\n ", "")
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert "A study file is Python code and runs when `raydrift tune` loads it (also with `--dry-run`)" in readme
+    assert "run only study files you trust" in readme

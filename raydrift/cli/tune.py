@@ -87,6 +87,9 @@ def tune(
     """Run a study: every configuration x seed trained under Ray Train, scheduled by Ray Tune, stopped early
     by ASHA on FID, logged, resumable.
 
+    STUDY_FILE is Python code: loading it runs it with your permissions, also with --dry-run. Run only study
+    files you trust (your own, or ones you have read).
+
     \b
     Examples:
       raydrift tune search_spaces/kernels.py                       # embedded digits, minutes on a CPU
