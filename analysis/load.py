@@ -354,5 +354,20 @@ def _unique_name(name: str, taken: set[str]) -> str:
     return out
 
 
+class RunDirError(ValueError):
+    """A run directory's file that cannot be read; the message names the file."""
+
+
 def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise RunDirError(
+            f"{path} is not valid JSON ({err}): the file is damaged; restore it, or move its run directory out of "
+            "the experiment to analyze the others"
+        ) from None
+    if not isinstance(data, dict):
+        raise RunDirError(f"{path} holds a JSON {type(data).__name__}, not an object: the file is damaged")
+    return data

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
-from .grouping import Grouping, make_grouping, short_name, split_by_end, where
+from .grouping import Grouping, GroupingError, make_grouping, short_name, split_by_end, where
 from .load import Results, load
 from .protocol import protocol_notes
 from .render import render_table, render_verdict, write_table
@@ -73,6 +73,10 @@ def analyze(
     res = load(sources)
     if where_:
         res = where(res, where_)
+    present = set(res.tidy["metric"].unique().to_list())
+    unknown = [m for m in metrics if m not in present and m not in REPORT_METRICS]
+    if unknown:
+        raise GroupingError(f"no run records the metric {unknown[0]!r}; the runs record: {', '.join(sorted(present))}")
     grouping = make_grouping(res, by, label)
     over = grouping.n_counts
     common = common_step(res.runs)

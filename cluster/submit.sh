@@ -7,10 +7,17 @@
 #   cluster/submit.sh raydrift tune search_spaces/kernels.py --address auto --storage s3://BUCKET/studies
 #
 # RAY_ADDRESS: the dashboard to submit to (default http://127.0.0.1:8265). Extra `ray job submit` options
-# go in RAYDRIFT_SUBMIT_OPTS, e.g. "--no-wait --submission-id kernels-cifar10".
+# go in RAYDRIFT_SUBMIT_OPTS, e.g. "--no-wait --submission-id kernels-cifar10". The cluster runs with Ray's
+# token authentication (cluster/*.yaml): the submission carries the token from ~/.ray/auth_token, and only
+# holders of that token can list jobs and read their runtime_env (where the W&B settings travel).
 set -euo pipefail
+export RAY_AUTH_MODE=token
+[ -n "${RAY_AUTH_TOKEN:-}${RAY_AUTH_TOKEN_PATH:-}" ] || [ -s "$HOME/.ray/auth_token" ] || {
+    echo "no Ray token: run 'ray get-auth-token --generate' before 'ray up' (cluster/README.md, Security)" >&2
+    exit 1
+}
 cd "$(dirname "$0")/.."
-[ $# -gt 0 ] || { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 env_file=$(mktemp "${TMPDIR:-/tmp}/raydrift-runtime-env.XXXXXX")
 trap 'rm -f "$env_file"' EXIT

@@ -309,3 +309,212 @@ def test_resume_of_a_run_that_does_not_exist_is_refused(tmp_path, mode):
     assert r.exit_code == 1
     assert f"nothing to resume: run {tmp_path / 'nope'} does not exist" in r.output
     assert not any(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------- 9-12: studies and analyze options
+
+
+SMOKE = REPO / "search_spaces" / "smoke.py"
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (  # 9
+            ["tune", SMOKE, "--set=drift.kernel=gaussian", "--dry-run"],
+            2,
+            f"--set drift.kernel=gaussian: {SMOKE} sweeps drift.kernel (line 6), and --set cannot fix a swept key",
+        ),
+        (  # 12: the command line is blamed, not the study file
+            ["tune", SMOKE, "--set=drift.kernal=gaussian", "--dry-run"],
+            2,
+            "Error: --set drift.kernal=gaussian: unknown config key 'drift.kernal' (did you mean drift.kernel",
+        ),
+        (["tune", SMOKE, "--set=train.steps=0", "--dry-run"], 2, "--set: train.steps must be >= 1, got 0"),
+        (["tune", SMOKE, "--max-concurrent=0", "--dry-run"], 2, "'--max-concurrent': 0 is not in the range x>=1"),
+        (["tune", SMOKE, "--max-concurrent=-1", "--dry-run"], 2, "'--max-concurrent': -1 is not in the range x>=1"),
+        (["tune", SMOKE, "--time-budget=-5", "--dry-run"], 2, "'--time-budget': -5.0 is not in the range x>0"),
+        (["tune", SMOKE, "--steps=0", "--dry-run"], 2, "'--steps': 0 is not in the range x>=1"),
+        (["analyze", "{run}", "--at-step=-5"], 2, "'--at-step': -5 is not in the range x>=0"),
+        (["analyze", "{run}", "--metric=eval/nonexistent"], 1, "no run records the metric 'eval/nonexistent'"),
+    ],
+    ids=[
+        "swept-set",
+        "set-typo",
+        "set-value",
+        "concurrent-0",
+        "concurrent-neg",
+        "budget-neg",
+        "steps-0",
+        "at-step",
+        "metric",
+    ],
+)
+def test_study_and_analyze_options_are_checked(trained, args, code, message):
+    r = run(*[str(a).format(run=trained) for a in args])
+    assert r.exit_code == code, r.output
+    assert message in r.output and "Traceback" not in r.output
+    if "unknown config key" in message:
+        assert "smoke.py" not in r.output
+
+
+def test_a_bad_time_budget_in_a_study_file_names_its_line(study_file):
+    path = study_file('import ray.tune as tune\nSPACE = {"drift.kernel": "laplace"}\nTIME_BUDGET_S = -5\n')
+    r = run("tune", path, "--dry-run")
+    assert r.exit_code == 1 and f"{path}:3: TIME_BUDGET_S must be a number of seconds > 0 or None" in r.output
+
+
+def test_without_a_scheduler_a_trial_cut_short_is_unfinished_not_early_stopped(tmp_path):
+    """summarize() on Tune results of the shape ResultGrid yields (a stand-in object: path, metrics, error)."""
+    from types import SimpleNamespace
+
+    from raydrift.orchestration.study import load_study
+    from raydrift.orchestration.tune import summarize
+
+    trial = tmp_path / "trial_a"
+    trial.mkdir()
+    (trial / "metrics.jsonl").write_text(json.dumps({"step": 10, "eval/fid": 3.0}) + "\n")
+    study = load_study(SMOKE)
+    result = SimpleNamespace(path=str(trial), metrics={"step": 10}, error=None)
+    study.scheduler, study.time_budget_s = None, 60
+    (row,) = summarize([result], study)
+    assert row["status"] == "unfinished" and row["reason"] == "stopped at step 10"
+    study.scheduler = {"grace_steps": 10}
+    (row,) = summarize([result], study)
+    assert row["status"] == "early-stopped" and "(by ASHA, or cut by the time budget)" in row["reason"]
+
+
+# ---------------------------------------------------------------- 13, 15: damaged run files in analyze
+
+
+def test_a_corrupt_middle_line_of_metrics_is_reported_with_file_and_line(trained, tmp_path):
+    run_dir = copy_run(trained, tmp_path)
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    lines[1] = "garbage{"
+    (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n" + '{"step": 9, "tru')  # + a cut last line
+    r = run("analyze", run_dir)
+    assert r.exit_code == 0, r.output
+    assert f"warning: {run_dir / 'metrics.jsonl'}:2: not a JSON record, skipped: the file is corrupted" in r.output
+    assert f"metrics.jsonl:{len(lines) + 1}" not in r.output  # a cut last line is what a crash leaves: quiet
+
+
+@pytest.mark.parametrize("name", ["config.json", "meta.json"])
+def test_a_corrupt_json_file_in_analyze_is_named(trained, tmp_path, name):
+    run_dir = copy_run(trained, tmp_path)
+    (run_dir / name).write_text('{"preset": "toy2d", ')
+    r = run("analyze", run_dir)
+    assert r.exit_code == 1
+    assert f"Error: {run_dir / name} is not valid JSON (" in r.output and "Traceback" not in r.output
+
+
+# ---------------------------------------------------------------- 14: damaged MNIST files
+
+
+def write_idx(path: Path, array) -> None:
+    import gzip
+    import struct
+
+    import numpy as np
+
+    header = bytes([0, 0, 8, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    payload = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    path.write_bytes(gzip.compress(payload) if path.suffix == ".gz" else payload)
+
+
+def mnist_dir(tmp_path: Path, damage: str) -> tuple[Path, str]:
+    import numpy as np
+
+    root = tmp_path / "mnist"
+    root.mkdir()
+    n = 60
+    write_idx(root / "train-images-idx3-ubyte.gz", np.zeros((n, 28, 28), np.uint8))
+    write_idx(root / "train-labels-idx1-ubyte.gz", np.arange(n - (10 if damage == "count" else 0)) % 10)
+    images = root / "train-images-idx3-ubyte.gz"
+    if damage == "truncated":
+        images.write_bytes(images.read_bytes()[:-20])  # cut inside the deflate stream
+        return root, f"{images} cannot be read (EOFError"
+    if damage == "random":
+        images.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+        return root, f"{images} cannot be read (BadGzipFile"
+    return root, "expected images [N, H, W] and labels [N] of the same N, got (60, 28, 28) and (50,)"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random", "count"])
+@pytest.mark.parametrize("command", ["train", "tune"])
+def test_damaged_mnist_files_are_a_clear_error(tmp_path, damage, command):
+    root, message = mnist_dir(tmp_path, damage)
+    if command == "train":
+        args = ["train", "--preset=mnist", f"--set=data.root={root}", "--dry-run"]
+    else:
+        args = ["tune", SMOKE, "--preset=mnist", f"--set=data.root={root}", "--storage", tmp_path / "studies"]
+    r = run(*args)
+    assert r.exit_code == 1, r.output
+    assert message in r.output
+    assert "Aborted!" not in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "studies").exists()
+
+
+# ---------------------------------------------------------------- 16: evaluate's inputs
+
+
+def test_evaluate_with_no_loadable_checkpoint(trained, tmp_path):
+    run_dir = copy_run(trained, tmp_path)
+    for state in run_dir.rglob("state.pt"):
+        state.write_bytes(state.read_bytes()[:100])
+    r = run("evaluate", run_dir)
+    assert r.exit_code == 1 and "Error: no usable checkpoint: " in r.output and "Traceback" not in r.output
+
+
+def digits_run(tmp_path: Path) -> Path:
+    run_dir = tmp_path / "d"
+    run_dir.mkdir()
+    (run_dir / CONFIG_FILE).write_text(json.dumps(to_dict(get_preset("digits"))))
+    return run_dir
+
+
+def test_evaluate_with_inception_weights_missing_or_not_weights(tmp_path):
+    run_dir = digits_run(tmp_path)
+    r = run("evaluate", run_dir, "--feature-net=inception", f"--inception-weights={tmp_path / 'none.pth'}")
+    assert r.exit_code == 2 and "Invalid value for --inception-weights: no such file" in r.output
+    (tmp_path / "notes.txt").write_text("not weights")
+    r = run("evaluate", run_dir, "--feature-net=inception", f"--inception-weights={tmp_path / 'notes.txt'}")
+    assert r.exit_code == 1 and "notes.txt is not a TF-Inception weights file" in r.output
+    assert "Traceback" not in r.output
+
+
+# ---------------------------------------------------------------- 17: feature-space weights, a loss that turns NaN
+
+
+@pytest.mark.parametrize("mode", ["--dry-run", "--plain"])
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        ([], "drift.encoder=mae needs a weights file (drift.encoder_weights)"),
+        (["--set=drift.encoder_weights=/no/such/mae.pt"], "mae weights file not found: '/no/such/mae.pt'"),
+    ],
+    ids=["mae-no-file", "missing-file"],
+)
+def test_feature_space_without_encoder_weights_fails_before_training(tmp_path, mode, sets, message):
+    r = run("train", "--preset=digits", "--set=drift.space=feature", *sets, mode, f"--set=output_dir={tmp_path}")
+    assert r.exit_code == 1 and f"Error: {message}" in r.output and "Traceback" not in r.output
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_loss_that_turns_nan_is_a_one_line_failure(tmp_path):
+    nan = ["--set=optim.lr=1e30", "--set=optim.grad_clip=0", "--set=optim.warmup_steps=0", "--set=eval.every=0"]
+    r = run("train", *TINY, *nan, f"--set=output_dir={tmp_path}", "--set=train.steps=10")
+    assert r.exit_code == 1, r.output
+    assert "Error: training failed: loss became nan at step 1" in r.output and "Traceback" not in r.output
+    assert "lower optim.lr" in r.output
+
+
+# ---------------------------------------------------------------- 19: a study file is code
+
+
+def test_tune_help_and_readme_say_a_study_file_is_code():
+    r = run("tune", "--help")
+    assert r.exit_code == 0
+    assert "STUDY_FILE is Python code" in r.output and "Run only study files you trust" in r.output.replace("\n ", "")
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert "A study file is Python code and runs when `raydrift tune` loads it (also with `--dry-run`)" in readme
+    assert "run only study files you trust" in readme

@@ -195,3 +195,38 @@ def test_secret_scan_catches_a_key():
     for placeholder in ("WANDB_API_KEY=...", '"WANDB_API_KEY": "..."', "WANDB_API_KEY: $WANDB_API_KEY"):
         assert not any(re.search(p, placeholder) for p in SECRETS.values()), placeholder
     assert re.search(SECRETS["AWS access key id"], "AKIA" + "ABCDEFGHIJKLMNOP")
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_node_runs_ray_with_token_authentication(path):
+    """Issue 12 item 20: the job API (and the runtime_env of jobs in it) answers only holders of the token."""
+    config = prepared(load(path))
+    assert "--env RAY_AUTH_MODE=token" in config["docker"]["run_options"]
+    for node_type in config["available_node_types"].values():
+        assert "RAY_AUTH_MODE=disabled" not in str(node_type.get("docker", {}))
+    assert config["file_mounts"].get("~/.ray/auth_token") == "~/.ray/auth_token"  # made by `ray get-auth-token`
+    commands = config.get("head_start_ray_commands", []) + config.get("worker_start_ray_commands", [])
+    assert not any("RAY_AUTH_MODE" in c for c in commands)  # one setting, in the container's environment
+
+
+def test_aws_nodes_use_a_security_group_of_your_own():
+    """Issue 12 item 21: with SecurityGroupIds on every node type the launcher creates no group with SSH from
+    0.0.0.0/0; the README says how to make one that admits SSH from one address."""
+    config = prepared(load(CLUSTER / "gpu.yaml"))
+    groups = {name: t["node_config"].get("SecurityGroupIds") for name, t in config["available_node_types"].items()}
+    assert all(groups.values()), groups
+    readme = (CLUSTER / "README.md").read_text()
+    assert "sg-REPLACE-WITH-YOURS" in readme and "--port 22" in readme and "/32" in readme
+    assert "default-allow-ssh" in readme  # and the GCP equivalent
+
+
+def test_submit_refuses_without_a_token_and_sends_it(tmp_path):
+    import subprocess
+
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        ["bash", str(CLUSTER / "submit.sh"), "raydrift", "tune", "x.py"], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 1 and "no Ray token: run 'ray get-auth-token --generate'" in proc.stderr
+    text = (CLUSTER / "submit.sh").read_text()
+    assert "export RAY_AUTH_MODE=token" in text

@@ -6,7 +6,9 @@ The command line of the :mod:`analysis` package (polars); only click is imported
 
 from __future__ import annotations
 
+import functools
 import tempfile
+import warnings
 from pathlib import Path
 
 import click
@@ -78,6 +80,29 @@ def _wandb_options(f):
     return f
 
 
+def _say_corrupt_lines(f):
+    """Run ``f`` printing each damaged line of a metrics file as ``warning: FILE:LINE: ...`` (every time)."""
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        from raydrift.training.rundir import CorruptLineWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", CorruptLineWarning)
+            show = warnings.showwarning
+
+            def say(message, category, *rest, **kw):
+                if issubclass(category, CorruptLineWarning):
+                    click.echo(f"warning: {message}", err=True)
+                else:
+                    show(message, category, *rest, **kw)
+
+            warnings.showwarning = say
+            return f(*args, **kwargs)
+
+    return wrapper
+
+
 @analyze.command(DEFAULT_COMMAND)
 @click.argument("sources", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
@@ -90,7 +115,7 @@ def _wandb_options(f):
     "--at-step",
     "at_steps",
     multiple=True,
-    type=int,
+    type=click.IntRange(min=0),
     metavar="N",
     help="Matched-step table at step N (each run's last value at or before N; runs that ended before N are "
     "left out); repeatable. The common step (the last step every finished run reached) always has one.",
@@ -156,6 +181,7 @@ def _wandb_options(f):
     help="Where --wandb exports to.  [default: OUT/wandb-export, or a temporary directory]",
 )
 @_wandb_options
+@_say_corrupt_lines
 def report(
     sources,
     by,
@@ -183,7 +209,7 @@ def report(
     import polars as pl
 
     from analysis.grouping import GroupingError, make_grouping, where
-    from analysis.load import load
+    from analysis.load import RunDirError, load
     from analysis.report import analyze as run_analysis
     from analysis.report import runs_listing, write
     from analysis.tables import REPORT_METRICS
@@ -223,7 +249,7 @@ def report(
             metrics=metrics or REPORT_METRICS,
             rank_by=rank_by,
         )
-    except (GroupingError, FileNotFoundError) as err:
+    except (GroupingError, RunDirError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(analysis.markdown(digits))
     if out is not None:

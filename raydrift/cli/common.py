@@ -21,8 +21,14 @@ def name_option(ctx: click.Context, param: click.Parameter, value: str | None) -
 
 
 def check_data(cfg: Config) -> None:
-    """Load the training split once, so a missing dataset fails here with where to get it."""
+    """Load the training split once, so a missing dataset fails here with where to get it; and, for
+    drift.space=feature, check that the encoder's weights setting can work."""
     from raydrift.data.datasets import DatasetNotFoundError, load_split
+
+    if cfg.drift.space == "feature":
+        from raydrift.nets.encoders import check_weights_setting
+
+        check_weights_setting(cfg.drift.encoder, cfg.drift.encoder_weights, cfg.data.dataset)
 
     try:
         load_split(cfg.data, "train", seed=cfg.train.seed)

@@ -105,6 +105,10 @@ def evaluate(run, feature_net, num_samples, reference, inception_weights, record
             "to download it)",
             param_hint="--inception-weights",
         )
+    if cfg.eval.feature_net == "inception" and cfg.eval.inception_weights:
+        from raydrift.evaluation.inception import check_weights_file
+
+        check_weights_file(Path(cfg.eval.inception_weights).expanduser())  # before minutes of loading
     check_data(cfg)
     data = load_split(cfg.data, "train", seed=cfg.train.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -165,8 +165,8 @@ def _train_plain(cfg: Config, overrides: dict, resume: bool) -> None:
         )
     except NonFiniteLossError as err:
         raise click.ClickException(
-            f"training failed: {err}; the run stopped there (lower optim.lr or raise optim.grad_clip, then start "
-            "it over with --overwrite)"
+            f"training failed: {err}; the run stopped there (lower optim.lr, or clip gradients with "
+            "optim.grad_clip > 0, then start it over with --overwrite)"
         ) from None
     click.echo(f"done: {run_dir}\n  " + run_summary(read_history(run_dir)))
 

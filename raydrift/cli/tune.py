@@ -20,9 +20,18 @@ from .console import ray_output_to
 @click.argument("study_file", type=click.Path(dir_okay=False))
 @click.option("--preset", default=None, help="Base preset (e.g. mnist, cifar10): switches the study to the real data.")
 @click.option("--seeds", default=None, help="Comma-separated seeds, replacing the study's SEEDS (e.g. 0,1,2).")
-@click.option("--steps", type=int, default=None, help="Training steps per trial (the study's budget per trial).")
-@click.option("--time-budget", type=float, default=None, help="Stop the whole study after this many seconds.")
-@click.option("--max-concurrent", type=int, default=None, help="Trials at once (default: the study's).")
+@click.option(
+    "--steps", type=click.IntRange(min=1), default=None, help="Training steps per trial (the study's budget per trial)."
+)
+@click.option(
+    "--time-budget",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Stop the whole study after this many seconds (continue it later with --resume).",
+)
+@click.option(
+    "--max-concurrent", type=click.IntRange(min=1), default=None, help="Trials at once (default: the study's)."
+)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Extra fixed override for every trial.")
 @click.option(
     "--name",
@@ -80,6 +89,9 @@ def tune(
     on FID (the study's SCHEDULER: a race over configurations judged on their seeds, or per-trial ASHA),
     logged, resumable.
 
+    STUDY_FILE is Python code: loading it runs it with your permissions, also with --dry-run. Run only study
+    files you trust (your own, or ones you have read).
+
     \b
     Examples:
       raydrift tune search_spaces/kernels.py                       # embedded digits, minutes on a CPU
@@ -96,7 +108,7 @@ def tune(
     from raydrift.orchestration.ray_train import shutdown_ray
     from raydrift.orchestration.storage import exists as storage_exists
     from raydrift.orchestration.storage import is_uri, join, mark_created, remove_created
-    from raydrift.orchestration.study import StudyError, describe, load_study, validate
+    from raydrift.orchestration.study import OverrideError, StudyError, describe, load_study, validate
     from raydrift.orchestration.tune import run_study
 
     try:
@@ -115,6 +127,8 @@ def tune(
             study.max_concurrent = max_concurrent
         if extra:
             validate(study)
+    except OverrideError as err:
+        raise click.UsageError(str(err)) from None
     except (StudyError, ConfigError) as err:
         raise click.ClickException(str(err)) from None
     name = check_name(name or f"{study.name}-{study.preset}", "experiment name")
@@ -160,16 +174,23 @@ def tune(
                 verbose=verbose,
             )
         except KeyboardInterrupt:
-            raise click.ClickException(f"interrupted; continue with: raydrift tune {study_file} --resume") from None
+            raise click.ClickException(f"interrupted; continue with: {_resume_command(study_file, name)}") from None
         finally:
             shutdown_ray()
     click.echo("\n" + study_verdict(experiment_dir))
     click.echo(format_summary(rows))
     if study.scheduler_type == "race" and (race := RaceFile(experiment_dir).read()):
         click.echo("\n" + format_race(race_summary(race)))
-    if any(r["status"] == "unfinished" for r in rows):
-        click.echo(f"\nsome trials did not finish; continue with: raydrift tune {study_file} --resume")
+    if any(r["status"] == "unfinished" for r in rows) or (
+        study.time_budget_s is not None and any(r["status"] == "early-stopped" for r in rows)
+    ):
+        cut = f" (the time budget of {study.time_budget_s:g} s ran out)" if study.time_budget_s is not None else ""
+        click.echo(f"\nsome trials did not finish{cut}; continue with: {_resume_command(study_file, name)}")
     click.echo(f"\nexperiment: {experiment_dir}\nanalyze it: raydrift analyze {experiment_dir}")
+
+
+def _resume_command(study_file: str, name: str) -> str:
+    return f"raydrift tune {study_file} --resume (with the same --preset, --name and --storage)"
 
 
 def _ray_log(experiment_dir: str, name: str) -> Path:

@@ -28,6 +28,7 @@ import math
 import os
 import pickle
 import struct
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+from raydrift.errors import UserError
 
 from .images import to_float
 from .registry import dataset_info
@@ -56,6 +59,14 @@ _DIGITS_TEST_EVERY = 5
 
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are not where ``load_dataset`` looked (and were not, or could not be, downloaded)."""
+
+
+class DatasetError(UserError, ValueError):
+    """A dataset file that is there but cannot be used: cut short, not the format it should be, or not
+    matching its partner file. The message names the file."""
+
+
+_REFETCH = "get a fresh copy (delete it and rerun with --set data.download=true, or copy it again from its source)"
 
 
 @dataclass
@@ -271,17 +282,22 @@ def _not_found(
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """An idx file of unsigned bytes (gzipped if the name ends in ``.gz``) as a uint8 array of its dims."""
     path = Path(path)
-    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-        raw = bytearray(f.read())  # bytearray: a writable buffer, so torch.from_numpy needs no copy
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            raw = bytearray(f.read())  # bytearray: a writable buffer, so torch.from_numpy needs no copy
+    except (EOFError, OSError, zlib.error) as err:  # a cut .gz ends in EOFError, random bytes in BadGzipFile
+        raise DatasetError(f"{path} cannot be read ({type(err).__name__}: {err}): it is damaged; {_REFETCH}") from None
     # Magic: two zero bytes, the type code (0x08 = unsigned byte), the number of dimensions.
     if len(raw) < 4 or raw[:3] != b"\x00\x00\x08":
-        raise ValueError(f"{path}: not an idx file of unsigned bytes (magic {bytes(raw[:4]).hex()})")
+        raise DatasetError(f"{path}: not an idx file of unsigned bytes (magic {bytes(raw[:4]).hex()}); {_REFETCH}")
     ndim = raw[3]
     header = 4 + 4 * ndim
     dims = struct.unpack(f">{ndim}I", raw[4:header]) if len(raw) >= header else ()
     data = np.frombuffer(raw, dtype=np.uint8, offset=min(header, len(raw)))
     if len(dims) != ndim or data.size != math.prod(dims):
-        raise ValueError(f"{path}: header says {ndim} dims {dims}, but {data.size} bytes of data follow")
+        raise DatasetError(
+            f"{path}: header says {ndim} dims {dims}, but {data.size} bytes of data follow (cut short?); {_REFETCH}"
+        )
     return data.reshape(dims)
 
 
@@ -289,7 +305,11 @@ def _read_idx_pair(paths: Sequence[Path]) -> tuple[torch.Tensor, torch.Tensor]:
     """(images, labels) idx files -> uint8 ``[N, 1, H, W]`` and int64 ``[N]``."""
     x, y = read_idx(paths[0]), read_idx(paths[1])
     if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-        raise ValueError(f"{paths[0]}, {paths[1]}: expected images [N, H, W] and labels [N], got {x.shape}, {y.shape}")
+        raise DatasetError(
+            f"{paths[0]}, {paths[1]}: expected images [N, H, W] and labels [N] of the same N, got {x.shape} and "
+            f"{y.shape}; the two files are not a pair (one of them is from another dataset or split, or damaged): "
+            "get fresh copies of both"
+        )
     return torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y.astype(np.int64))
 
 

@@ -37,12 +37,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from raydrift.errors import UserError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class EncoderWeightsError(FileNotFoundError):
+class EncoderWeightsError(UserError, FileNotFoundError):
     """An encoder's weights file is missing, or could not be downloaded; the message says how to get it."""
+
+
+def check_weights_setting(encoder: str, weights: str, dataset: str = "") -> None:
+    """Fail before any work when ``drift.encoder_weights`` cannot work: a file that is not there, or no file
+    for our ``mae`` (which has no download); ``auto`` and the usual downloads are checked when used."""
+    how = (
+        f"Train one first with `raydrift encoder train --dataset {dataset or '<dataset>'} --out PATH` and pass "
+        "--set drift.encoder_weights=PATH, or --set drift.encoder_weights=auto to train one on the first use"
+    )
+    if encoder == "mae" and not weights:
+        raise EncoderWeightsError(f"drift.encoder=mae needs a weights file (drift.encoder_weights). {how}.")
+    if weights and weights != "auto":
+        _check_file(weights, encoder, how if encoder == "mae" else "Pass the path of an existing weights file.")
 
 
 class Encoder(nn.Module):

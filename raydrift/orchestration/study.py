@@ -20,7 +20,8 @@ A study file sets module-level names (only ``SPACE`` is required):
     TIME_BUDGET_S = None                     # stop starting/continuing trials after this many seconds
     TRIAL = {"num_workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0.25, "max_failures": 2}
     PRESETS = {"digits": {"train.steps": 600},    # overrides with this preset only, on top of the preset's
-               "mnist": {"train.steps": 20000}}   #   STUDY_BUDGETS, FIXED and TRIAL (--set/--steps win over all)
+               "mnist": {"train.steps": 20000}}   #   STUDY_BUDGETS, FIXED and TRIAL (--set/--steps win over all
+                                                  #   of these; a key SPACE sweeps cannot be --set)
     TIED = {"drift.n_pos": "drift.n_neg"}    # keys that take another SPACE key's sampled value
 
 Problems (syntax errors, unknown names or config keys, values a key cannot take, unsupported domains)
@@ -69,6 +70,10 @@ METRICS = ("eval/fid", "eval/is", "eval/diversity", "train/loss")
 
 class StudyError(ValueError):
     """A study file that cannot run; the message names the file and line."""
+
+
+class OverrideError(StudyError):
+    """A command-line override (``raydrift tune --set``/``--steps``) the study cannot take."""
 
 
 @dataclass
@@ -239,6 +244,9 @@ def validate(study: Study, tree: ast.AST | None = None) -> None:
         fail(f"MODE must be 'min' or 'max', got {study.mode!r}", name="MODE")
     if study.algorithm not in SEARCH_ALGORITHMS:
         fail(f"SEARCH algorithm must be one of {', '.join(SEARCH_ALGORITHMS)}", needle=study.algorithm)
+    budget = study.time_budget_s
+    if budget is not None and (not isinstance(budget, (int, float)) or isinstance(budget, bool) or budget <= 0):
+        fail(f"TIME_BUDGET_S must be a number of seconds > 0 or None, got {budget!r}", name="TIME_BUDGET_S")
     if not isinstance(study.max_concurrent, int) or study.max_concurrent < 1:
         fail(f"MAX_CONCURRENT must be an integer >= 1, got {study.max_concurrent!r}", name="MAX_CONCURRENT")
     for key in set(study.trial) - TRIAL_KEYS:
@@ -254,7 +262,20 @@ def validate(study: Study, tree: ast.AST | None = None) -> None:
             fail(f"PRESETS has unknown preset {preset_name!r}", needle=preset_name)
 
     leaves = flat_keys()
-    for key in list(study.fixed) + list(study.cli) + [k for extra in study.presets.values() for k in extra]:
+    for key, value in study.cli.items():  # the command line's: blame the command line, not the study file
+        if split_index(key)[0] not in leaves:
+            raise OverrideError(f"--set {key}={value}: {_unknown_key(key, leaves)}")
+        swept = [k for k in [*study.space, *study.tied] if split_index(k)[0] == split_index(key)[0]]
+        if swept:
+            raise OverrideError(
+                f"--set {key}={value}: {path} sweeps {swept[0]} (line {_line_of_string(tree, swept[0])}), and --set "
+                "cannot fix a swept key; edit the study's SPACE (or copy the study file and change it there)"
+            )
+    try:
+        apply_overrides(get_preset(study.preset), dict(study.cli))
+    except ConfigError as err:
+        raise OverrideError(f"--set: {err}") from None
+    for key in list(study.fixed) + [k for extra in study.presets.values() for k in extra]:
         if split_index(key)[0] not in leaves:
             fail(_unknown_key(key, leaves), needle=key)
     try:

@@ -225,10 +225,12 @@ def summarize(results, study: Study) -> list[dict[str, Any]]:
             status, reason = "failed", error_text(r.error)
         elif last_step >= final_steps:
             status, reason = "completed", ""
-        elif (r.metrics or {}).get("done") or last_step > 0:
+        elif study.scheduler is not None and ((r.metrics or {}).get("done") or last_step > 0):
             status, reason = "early-stopped", f"stopped at step {last_step}"
-        else:
-            status, reason = "unfinished", ""
+            if study.time_budget_s is not None:  # ASHA or the time budget: Tune does not say which
+                reason += " (by ASHA, or cut by the time budget)"
+        else:  # without a scheduler only the time budget (or an interruption) stops a trial early
+            status, reason = "unfinished", f"stopped at step {last_step}" if last_step else ""
         rows.append(
             {
                 "trial_id": meta.get("trial_id", (r.metrics or {}).get("trial_id", "")),

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +48,38 @@ def read_history(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     return read_jsonl(Path(run_dir) / METRICS_FILE)
 
 
+class CorruptLineWarning(UserWarning):
+    """A line in the middle of a JSON-lines file that is not a JSON object (skipped)."""
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The JSON objects of a JSON-lines file, in order; a line that does not parse is skipped."""
-    out = []
+    """The JSON objects of a JSON-lines file, in order. A last line that does not parse is skipped quietly
+    (a crash cut it short); any other such line is skipped with a :class:`CorruptLineWarning` naming the
+    file and line."""
+    out, bad = [], []
+    last = 0
     with open(path) as f:
-        for line in f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            last = n
             try:
-                out.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
-                continue  # a line cut short by a crash
+                bad.append(n)
+                continue
+            if isinstance(record, dict):
+                out.append(record)
+            else:
+                bad.append(n)
+    for n in bad:
+        if n != last:
+            warnings.warn(
+                f"{path}:{n}: not a JSON record, skipped: the file is corrupted there (or a crash cut that line "
+                "short before a resumed run appended to the file)",
+                CorruptLineWarning,
+                stacklevel=2,
+            )
     return out
 
 
