@@ -202,3 +202,27 @@ def _group_order(runs: pl.DataFrame, keys: list[str]) -> list[str]:
         (tuple(r.get(row[k], len(r)) for r, k in zip(ranks, keys)), row["group"]) for row in first.iter_rows(named=True)
     ]
     return [g for _, g in sorted(rows, key=lambda x: x[0])]
+
+
+def split_by_end(grouping: Grouping, res: Results) -> Grouping:
+    """Rows whose runs end at the same step: a group whose runs end at different steps (a seed stopped
+    early) becomes one row per final step, ``<label> (ends at step k)``, longest first, so run-end
+    statistics (last, min, max) never pool runs of different lengths."""
+    ends = grouping.runs.join(res.runs.select("run", "final_step"), on="run", how="left")
+    split = ends.group_by("group").agg(pl.col("final_step").n_unique().alias("k")).filter(pl.col("k") > 1)
+    split = set(split["group"].to_list())
+    if not split:
+        return grouping
+    label = pl.when(pl.col("group").is_in(list(split)))
+    label = label.then(pl.format("{} (ends at step {})", pl.col("group"), pl.col("final_step"))).otherwise("group")
+    runs = ends.with_columns(label.alias("group"))
+    labels, pooled = [], {}
+    for g in grouping.labels:
+        if g in split:
+            steps = sorted(ends.filter(pl.col("group") == g)["final_step"].unique().to_list(), reverse=True)
+            new = [f"{g} (ends at step {k})" for k in steps]
+        else:
+            new = [g]
+        labels += new
+        pooled |= dict.fromkeys(new, grouping.pooled.get(g, []))
+    return Grouping(grouping.by, labels, runs.drop("final_step"), grouping.pair_keys, pooled)

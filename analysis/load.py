@@ -20,7 +20,8 @@ Frames (``Results``):
   rows, never zeros.
 - ``runs``: one row per logical run with every config column (dotted keys, e.g. ``drift.kernel``; a config
   key that clashes with a base column is prefixed ``config.``), its ``stages``, ``final_step`` (last step
-  of the merged history) and ``paths``.
+  of the merged history), ``paths``, ``planned_steps`` (the config's ``train.steps``), ``failure`` (a failure
+  record's reason), ``wandb_state`` and how it ended: ``status`` and ``status_note`` (``analysis.status``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import polars as pl
 from raydrift.training.rundir import CONFIG_FILE, META_FILE, METRICS_FILE, read_history, read_jsonl
 
 from .merge import merge_stages
+from .status import with_status
 
 TUNE_RESULT_FILE, TUNE_PARAMS_FILE = "result.json", "params.json"
 # Provenance keys of an eval record -> tidy column names.
@@ -97,7 +99,7 @@ class Results:
 
 
 _RUN_FIELDS = {"experiment", "run", "trial_id", "run_name", "group_id", "group_label", "seed", "source", "paths"}
-_RUN_FIELDS |= {"stages", "final_step"}
+_RUN_FIELDS |= {"stages", "final_step", "planned_steps", "failure", "wandb_state", "status", "status_note"}
 
 
 def config_columns(runs: pl.DataFrame) -> list[str]:
@@ -198,11 +200,12 @@ def _build(groups: list[list[RunDir]]) -> Results:
         meta = dirs[0].meta
         run = _unique_name(meta.get("logical_run") or meta.get("run_name") or dirs[0].path.name, names)
         swept.update(dict.fromkeys(meta.get("overrides") or {}))
-        seq = 0
+        seq, failure = 0, None
         for rd in dirs:
             dir_stage = int(rd.meta.get("stage", 0) or 0)
             for rec in rd.records:
                 step = rec.get("step")
+                failure = rec.get("failure") or failure
                 if step is None:
                     continue
                 seq += 1
@@ -211,11 +214,11 @@ def _build(groups: list[list[RunDir]]) -> Results:
                     step_rows[k].append(v)
                 step_rows["images_seen"].append(rec.get("images_seen"))
                 metric_rows.extend(_metric_rows(rec, rd.path, run, stage, int(step), seq))
-        run_rows.append(_run_row(run, dirs))
+        run_rows.append(_run_row(run, dirs) | {"failure": failure})
     steps = pl.DataFrame(step_rows, schema=_STEP_SCHEMA)
     long = pl.DataFrame(metric_rows, schema=_LONG_SCHEMA, orient="row")
     steps, long = merge_stages(steps, long)
-    runs = _runs_frame(run_rows, steps)
+    runs = with_status(_runs_frame(run_rows, steps))
     tidy = _tidy_frame(long, runs, list(swept))
     return Results(tidy, runs, steps, swept=[k for k in swept if k in runs.columns])
 
@@ -267,6 +270,8 @@ def _run_row(run: str, dirs: list[RunDir]) -> dict[str, Any]:
         "seed": seed,
         "source": "tune" if dirs[0].kind == "tune" else meta.get("source", "raydrift"),
         "paths": ";".join(str(d.path) for d in dirs),
+        "planned_steps": planned if isinstance(planned := config.get("train.steps"), int) else None,
+        "wandb_state": (meta.get("wandb") or {}).get("state") if isinstance(meta.get("wandb"), dict) else None,
         "config": config,
     }
 
@@ -274,8 +279,11 @@ def _run_row(run: str, dirs: list[RunDir]) -> dict[str, Any]:
 def _runs_frame(rows: list[dict[str, Any]], steps: pl.DataFrame) -> pl.DataFrame:
     base = ["experiment", "run", "trial_id", "run_name", "group_id", "group_label", "source", "paths"]
     data: dict[str, list] = {k: [r[k] for r in rows] for k in base}
+    for k, dtype in (("planned_steps", pl.Int64), ("failure", pl.String), ("wandb_state", pl.String)):
+        data[k] = pl.Series([r[k] for r in rows], dtype=dtype)
     data["seed"] = [None if r["seed"] is None else int(r["seed"]) for r in rows]
-    reserved = set(base) | {"seed", "stages", "final_step"}
+    reserved = set(base) | {"seed", "stages", "final_step", "planned_steps", "failure", "wandb_state"}
+    reserved |= {"status", "status_note"}
     keys = list(dict.fromkeys(k for r in rows for k in r["config"]))
     for k in keys:
         name = f"config.{k}" if k in reserved else k

@@ -3,7 +3,10 @@ side by side at a matched step.
 
 Curves: each run is linearly interpolated onto the union of its group's logged steps, inside its own
 first and last step only (no extrapolation), so seeds that log at different steps still average; the band
-is drawn where at least two runs have a value. FID/IS curves of different protocols go to separate files.
+(95% t interval) is drawn where at least three runs have a value (two values give t = 12.7: noise, as in
+the tables) and never outside the metric's range (FID >= 0, IS >= 1); thin lines are the seeds, an ``x``
+the end of a seed that stopped before its group's last step. Groups differ in colour, line style and
+marker; the legend sits right of the axes. FID/IS curves of different protocols go to separate files.
 """
 
 from __future__ import annotations
@@ -21,6 +24,12 @@ from .protocol import protocol_ids
 from .stats import t_quantile
 from .tables import display
 
+# A metric's range: bands are clipped to it.
+BOUNDS = {"eval/fid": (0.0, None), "eval/is": (1.0, None)}
+LINESTYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+MIN_BAND = 3  # runs with a value needed for a band
+
 
 def group_colours(grouping: Grouping) -> dict[str, tuple]:
     """One colour per group, stable across every plot of one analysis."""
@@ -28,6 +37,21 @@ def group_colours(grouping: Grouping) -> dict[str, tuple]:
 
     cmap = matplotlib.colormaps["tab10" if len(grouping.labels) <= 10 else "tab20"]
     return {label: cmap(i % cmap.N) for i, label in enumerate(grouping.labels)}
+
+
+def group_styles(grouping: Grouping) -> dict[str, dict]:
+    """Colour, line style and marker per group: no two groups share all three (colour-blind and greyscale
+    readers tell them apart by style and marker)."""
+    colours = group_colours(grouping)
+    return {
+        label: {"color": colours[label], "ls": LINESTYLES[i % len(LINESTYLES)], "marker": MARKERS[i % len(MARKERS)]}
+        for i, label in enumerate(grouping.labels)
+    }
+
+
+def metric_bounds(metric: str) -> tuple[float | None, float | None]:
+    """``(low, high)`` of a metric's possible values (None: unbounded)."""
+    return next((b for prefix, b in BOUNDS.items() if metric.startswith(prefix)), (None, None))
 
 
 def curve_band(runs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -44,6 +68,13 @@ def curve_band(runs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarra
     return {"step": grid, "n": n, "mean": mean, "lo": mean - half, "hi": mean + half}
 
 
+def band_limits(band: dict[str, np.ndarray], metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(lo, hi, where)`` of a band to draw: inside the metric's range, where at least ``MIN_BAND`` runs
+    have a value."""
+    low, high = metric_bounds(metric)
+    return np.clip(band["lo"], low, high), np.clip(band["hi"], low, high), band["n"] >= MIN_BAND
+
+
 def plot_curves(res: Results, grouping: Grouping, metric: str, path: str | Path) -> list[Path]:
     """``metric`` against step, one colour per group; one PNG per FID/IS protocol (``<stem>__P2.png``)."""
     import matplotlib
@@ -53,13 +84,14 @@ def plot_curves(res: Results, grouping: Grouping, metric: str, path: str | Path)
 
     rows = res.tidy.filter(pl.col("metric") == metric).join(grouping.runs.select("run", "group"), on="run")
     ids = protocol_ids(res) if is_protocol_metric(metric) else {}
-    colours, path, out = group_colours(grouping), Path(path), []
+    styles, path, out = group_styles(grouping), Path(path), []
     for protocol, pid in ids.items() or [(None, None)]:
         part = rows.filter(pl.col("protocol").eq_missing(protocol)) if pid else rows
         if part.height == 0:
             continue
-        fig, ax = plt.subplots(figsize=(8, 4.8), dpi=120)
+        fig, ax = plt.subplots(figsize=(10, 4.8), dpi=120)
         values, banded = [], False
+        low, high = metric_bounds(metric)
         for label in grouping.labels:
             runs = [
                 (r["step"].to_numpy().astype(float), r["value"].to_numpy())
@@ -67,30 +99,44 @@ def plot_curves(res: Results, grouping: Grouping, metric: str, path: str | Path)
             ]
             if not runs:
                 continue
-            band, c = curve_band(runs), colours[label]
+            band, style = curve_band(runs), styles[label]
+            c = style["color"]
+            last = max(s[-1] for s, _ in runs)
             for s, v in runs if len(runs) > 1 else []:
-                ax.plot(s, v, color=c, lw=0.6, alpha=0.3)
-            ax.plot(band["step"], band["mean"], color=c, lw=1.8, label=f"{label} (n={len(runs)})")
-            ok = band["n"] >= 2
+                ax.plot(s, v, color=c, lw=0.6, alpha=0.35, ls=style["ls"])
+                if s[-1] < last:  # this seed ended before the group's last step
+                    ax.plot(s[-1:], v[-1:], color=c, marker="x", ms=7, mew=1.5, ls="none")
+            every = max(1, len(band["step"]) // 12)
+            text = textwrap.shorten(label, 48, placeholder="…") + f" ({len(runs)} seed{'s' if len(runs) > 1 else ''})"
+            ax.plot(band["step"], band["mean"], color=c, lw=1.8, ls=style["ls"], marker=style["marker"], ms=4.5,
+                    markevery=every, label=text)  # fmt: skip
+            lo, hi, ok = band_limits(band, metric)
             if ok.any():
                 banded = True
-                ax.fill_between(band["step"], band["lo"], band["hi"], where=ok, color=c, alpha=0.22, lw=0)
-            values.extend(v for v in band["mean"] if math.isfinite(v))
+                ax.fill_between(band["step"], lo, hi, where=ok, color=c, alpha=0.22, lw=0)
+            values.extend(v for _, vs in runs for v in vs if math.isfinite(v))
         name = display(metric) + (f" [{pid}]" if pid else "")
         if metric.startswith("eval/fid") and values and min(values) > 0 and max(values) / min(values) > 10:
             ax.set_yscale("log")
-        what = "mean and 95% CI over seeds" if banded else "one seed per group (no CI band)"
+        if values:  # the data decide the axis; a wide band is cut at its edge, not the other way round
+            lo_v, hi_v = min(values), max(values)
+            if ax.get_yscale() == "log":
+                ax.set_ylim(lo_v / 1.3, hi_v * 1.3)
+            else:
+                pad = 0.05 * (hi_v - lo_v or abs(hi_v) or 1.0)
+                ax.set_ylim(max(lo_v - pad, low) if low is not None else lo_v - pad, hi_v + pad)
+        what = "mean over seeds, 95% CI band" if banded else f"mean over seeds (no CI band below {MIN_BAND} seeds)"
         ax.set_title(f"{name}: {what}", fontsize=12)
         ax.set_xlabel("step", fontsize=11)
         ax.set_ylabel(name, fontsize=11)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=9, frameon=False)
+        ax.legend(fontsize=8.5, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
         if pid:
             fig.text(0.01, 0.01, textwrap.fill(f"{pid} = {protocol}", 140), fontsize=7, color="0.35")
         fig.tight_layout(rect=(0, 0.04 if pid else 0, 1, 1))
         target = path.with_name(f"{path.stem}__{pid}{path.suffix}") if pid else path
         target.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(target)
+        fig.savefig(target, bbox_inches="tight")
         plt.close(fig)
         out.append(target)
     return out

@@ -1,7 +1,12 @@
 """One analysis end to end: load, group, the report's tables, markdown, files and plots.
 
-``analyze(...)`` computes; ``Analysis.markdown()`` renders; ``write(analysis, out)`` writes ``report.md``,
-each table as ``.md``/``.csv``/``.parquet``, the tidy and per-run frames as Parquet, and the PNG plots.
+``analyze(...)`` computes; ``Analysis.markdown()`` renders (the verdict first); ``write(analysis, out)``
+writes ``report.md``, the verdict and each table as ``.md``/``.csv``/``.parquet`` (unrounded), the tidy and
+per-run frames as Parquet, and the PNG plots.
+
+Tables: the matched step at the common step (the last step every finished run reached) and at each
+``--at-step``; the run-end summary (a group whose runs end at different steps gets a row per end step);
+with ``--baseline``, paired differences at the same steps.
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ from pathlib import Path
 
 import polars as pl
 
-from .grouping import Grouping, make_grouping, short_name, where
+from .grouping import Grouping, make_grouping, short_name, split_by_end, where
 from .load import Results, load
 from .protocol import protocol_notes
-from .render import render_table, write_table
+from .render import render_table, render_verdict, write_table
+from .status import common_step, experiment_dirs
 from .tables import REPORT_METRICS, SUMMARY_COLUMNS, Table, group_table, matched_columns, paired_table
+from .verdict import Verdict, read_scheduler_status, verdict
 
 
 @dataclass
@@ -28,6 +35,7 @@ class Analysis:
     at_steps: list[int]
     metrics: list[str]
     sources: list[str] = field(default_factory=list)
+    verdict: Verdict | None = None
 
     def header(self) -> list[str]:
         runs, g = self.results.runs, self.grouping
@@ -42,8 +50,10 @@ class Analysis:
             lines.append("Rows resting on one seed are preliminary: run at least two seeds before concluding.")
         return lines + protocol_notes(self.results)
 
-    def markdown(self, digits: int = 4) -> str:
-        parts = ["# raydrift analyze", "", *(f"{line}  " for line in self.header()), ""]
+    def markdown(self, digits: int | None = None) -> str:
+        parts = ["# raydrift analyze", ""]
+        parts += [render_verdict(self.verdict, digits)] if self.verdict is not None else []
+        parts += [*(f"{line}  " for line in self.header()), ""]
         parts += [render_table(t, digits) for t in self.tables.values()]
         return "\n".join(parts)
 
@@ -57,6 +67,7 @@ def analyze(
     at_steps: Sequence[int] = (),
     baseline: str | None = None,
     metrics: Sequence[str] = REPORT_METRICS,
+    rank_by: str | None = None,
 ) -> Analysis:
     """The report's tables for the runs under ``sources`` (see ``raydrift analyze --help``)."""
     res = load(sources)
@@ -64,28 +75,42 @@ def analyze(
         res = where(res, where_)
     grouping = make_grouping(res, by, label)
     over = grouping.n_counts
-    tables = {"summary": group_table(res, grouping, SUMMARY_COLUMNS, f"Summary per group (mean ± 95% CI over {over})")}
-    for n in at_steps:
-        title = f"Matched step {n} (last value at or before step {n}; mean ± 95% CI over {over})"
+    common = common_step(res.runs)
+    steps = list(dict.fromkeys([*([common] if common is not None else []), *at_steps]))
+    tables = {}
+    for n in steps:
+        which = "the last step every finished run reached; " if n == common else ""
+        title = (
+            f"Matched step {n} ({which}each run's last value at or before step {n}, runs that ended before it "
+            f"left out; mean ± 95% CI over {over})"
+        )
         tables[f"matched_step_{n}"] = group_table(res, grouping, matched_columns(n, metrics), title)
+    title = f"Summary per group at run end (a row's runs end at one step; mean ± 95% CI over {over})"
+    tables["summary"] = group_table(res, split_by_end(grouping, res), SUMMARY_COLUMNS, title)
     if baseline is not None:
         base = grouping.baselines(baseline)
         name = next(iter(base.values())) if len(set(base.values())) == 1 else baseline
-        title = f"Paired difference vs `{name}` (group - baseline on shared seeds, mean ± 95% CI)"
-        tables["paired_summary"] = paired_table(res, grouping, SUMMARY_COLUMNS[1:], base, title)
-        for n in at_steps:
-            title = f"Paired difference vs `{name}` at step {n} (group - baseline on shared seeds)"
+        for n in steps:
+            title = f"Paired difference vs `{name}` at step {n} (group - baseline on shared seeds, mean ± 95% CI)"
             tables[f"paired_step_{n}"] = paired_table(res, grouping, matched_columns(n, metrics), base, title)
-    return Analysis(res, grouping, tables, list(at_steps), list(metrics), [str(s) for s in sources])
+    dirs = [d for paths in res.runs["paths"].to_list() for d in experiment_dirs(paths or "")]
+    v = verdict(res, grouping, rank_by, scheduler_status=read_scheduler_status([*sources, *dirs]))
+    return Analysis(res, grouping, tables, steps, list(metrics), [str(s) for s in sources], v)
 
 
-def write(analysis: Analysis, out: str | os.PathLike, digits: int = 4, plots: bool = True) -> list[Path]:
+def write(analysis: Analysis, out: str | os.PathLike, digits: int | None = None, plots: bool = True) -> list[Path]:
     """Write the report, tables, frames and (``plots``) PNGs under ``out``; return the files written."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report = out / "report.md"
     report.write_text(analysis.markdown(digits))
     files = [report]
+    if analysis.verdict is not None:
+        (out / "verdict.md").write_text(render_verdict(analysis.verdict, digits))
+        frame = analysis.verdict.frame()
+        frame.write_csv(out / "verdict.csv")
+        frame.write_parquet(out / "verdict.parquet")
+        files += [out / "verdict.md", out / "verdict.csv", out / "verdict.parquet"]
     for stem, table in analysis.tables.items():
         files += write_table(table, out / stem, digits)
     res = analysis.results
@@ -115,8 +140,16 @@ def make_plots(analysis: Analysis, out: Path) -> list[Path]:
 
 
 def runs_listing(res: Results, grouping: Grouping) -> pl.DataFrame:
-    """What ``--dry-run`` prints: each run with its group, seed, stages and final step."""
-    cols = ["group", "run", "seed", "stages", "final_step", "group_id", "experiment"]
+    """What ``--dry-run`` prints: each run with its group, seed, stages, final step and how it ended."""
+    cols = ["group", "run", "seed", "stages", "final_step", "status_note", "group_id", "experiment"]
     order = pl.DataFrame({"group": grouping.labels, "order": range(len(grouping.labels))})
     runs = res.runs.join(grouping.runs.select("run", "group"), on="run").join(order, on="group")
     return runs.sort("order", "seed").select(cols)
+
+
+def verdict_markdown(sources: Sequence[str | os.PathLike], digits: int | None = None) -> str:
+    """The verdict alone (what ``raydrift tune`` prints when a study ends), grouped by the swept keys."""
+    res = load(sources)
+    grouping = make_grouping(res)
+    dirs = [d for paths in res.runs["paths"].to_list() for d in experiment_dirs(paths or "")]
+    return render_verdict(verdict(res, grouping, scheduler_status=read_scheduler_status([*sources, *dirs])), digits)

@@ -59,3 +59,30 @@ def paired_ci(values: Sequence[float], baseline: Sequence[float]) -> Estimate:
     if len(values) != len(baseline):
         raise ValueError(f"paired values need equal lengths, got {len(values)} and {len(baseline)}")
     return mean_ci([v - b for v, b in zip(values, baseline)])
+
+
+def paired_test(diffs: Sequence[float]) -> tuple[Estimate, float | None]:
+    """Paired differences: their ``Estimate`` and the two-sided t test p value of ``mean == 0``.
+
+    Fewer than two differences have no test (p is None); differences that are all equal (sd 0) are
+    certainly non-zero (p = 0) unless they are zero (p = 1)."""
+    est = mean_ci(diffs)
+    if est.n < 2:
+        return est, None
+    if est.sd == 0:
+        return est, 1.0 if est.mean == 0 else 0.0
+    from scipy.stats import t
+
+    stat = est.mean / (est.sd / math.sqrt(est.n))
+    return est, float(2 * t.sf(abs(stat), est.n - 1))
+
+
+def holm(p: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p values (None stays None): the i-th smallest of m is multiplied by
+    ``m - i + 1`` (i from 1), made monotone and capped at 1; reject where adjusted p < alpha."""
+    order = sorted((v, i) for i, v in enumerate(p) if v is not None)
+    m, out, running = len(order), list(p), 0.0
+    for k, (v, i) in enumerate(order):
+        running = max(running, min(1.0, (m - k) * v))
+        out[i] = running
+    return out

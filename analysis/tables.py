@@ -4,8 +4,9 @@ paired against a baseline group.
 Every table is a ``Table`` whose ``cells`` frame has one row per (group, column): ``n`` (runs with a
 value), ``seeds``, ``mean``, ``sd``, ``ci95`` (t half-width; null for n < 2), ``lo``, ``hi`` and flags
 (``preliminary``: fewer than two seeds; ``missing_stages``: a run's merged history has a stage without this
-metric; ``ended_early``: at a matched step, a run ends before it). FID/IS columns are split by protocol
-when runs differ (``analysis.protocol``). ``analysis.render`` turns a ``Table`` into markdown.
+metric; ``ended_before``: at a matched step, how many of the row's runs ended before it and are left out,
+never carried forward). FID/IS columns are split by protocol when runs differ (``analysis.protocol``).
+``analysis.render`` turns a ``Table`` into markdown.
 """
 
 from __future__ import annotations
@@ -104,9 +105,15 @@ def run_values(res: Results, columns: Sequence[Column]) -> pl.DataFrame:
 def _metric_values(res: Results, col: Column, gaps: pl.DataFrame, ids: dict[str | None, str]) -> pl.DataFrame:
     rows = res.tidy.filter(pl.col("metric") == col.metric).sort("run", "step")
     gap_runs = gaps.filter(pl.col("metric") == col.metric)
+    ended = None
     if col.stat == "at":
-        after = rows.filter(pl.col("step") > col.step).select("run", "protocol").unique()
-        rows = rows.filter(pl.col("step") <= col.step)
+        # Runs that ended before the step are not in its cells: a row with no value says why (ended_early).
+        before = res.runs.filter(pl.col("final_step") < col.step).select("run", pl.col("final_step").alias("step"))
+        last = rows.group_by("run", maintain_order=True).agg(pl.col("protocol").last())
+        ended = before.join(last, on="run", how="left").with_columns(
+            pl.lit(None, pl.Float64).alias("value"), pl.lit(True).alias("ended_early")
+        )
+        rows = rows.filter((pl.col("step") <= col.step) & ~pl.col("run").is_in(before["run"].implode()))
         gap_runs = gap_runs.filter(pl.col("first_step") <= col.step)
     agg = {
         "min": pl.col("value").min(),
@@ -117,13 +124,9 @@ def _metric_values(res: Results, col: Column, gaps: pl.DataFrame, ids: dict[str 
     extreme_step = pl.col("step").get(pl.col("value").arg_min() if col.stat == "min" else pl.col("value").arg_max())
     step = extreme_step if col.stat in ("min", "max") else pl.col("step").last()
     out = rows.group_by("run", "protocol", maintain_order=True).agg(agg.alias("value"), step.alias("step"))
-    if col.stat == "at":
-        out = out.join(after.with_columns(pl.lit(True).alias("later")), on=["run", "protocol"], how="left")
-        out = out.with_columns(((pl.col("step") < col.step) & pl.col("later").is_null()).alias("ended_early")).drop(
-            "later"
-        )
-    else:
-        out = out.with_columns(pl.lit(False).alias("ended_early"))
+    out = out.with_columns(pl.lit(False).alias("ended_early"))
+    if ended is not None:
+        out = pl.concat([out, ended.select(out.columns)], how="vertical_relaxed")
     pid = pl.lit(None, pl.String)
     if ids and is_protocol_metric(col.metric):
         pid = pl.col("protocol").map_elements(ids.get, return_dtype=pl.String, skip_nulls=False)
@@ -144,7 +147,7 @@ def _cell(label: str, column: str, pid: str | None, est: Estimate, seeds: int, r
         "hi": est.hi,
         "preliminary": seeds < 2,
         "missing_stages": bool(flags.get("missing", False)),
-        "ended_early": bool(flags.get("ended_early", False)),
+        "ended_before": int(flags.get("ended_before", 0)),
         "runs": ", ".join(runs),
     }
 
@@ -152,7 +155,7 @@ def _cell(label: str, column: str, pid: str | None, est: Estimate, seeds: int, r
 _CELL_SCHEMA = {"group": pl.String, "column": pl.String, "protocol": pl.String, "n": pl.Int64}
 _CELL_SCHEMA |= {"seeds": pl.Int64, "mean": pl.Float64, "sd": pl.Float64, "ci95": pl.Float64}
 _CELL_SCHEMA |= {"lo": pl.Float64, "hi": pl.Float64, "preliminary": pl.Boolean, "missing_stages": pl.Boolean}
-_CELL_SCHEMA |= {"ended_early": pl.Boolean, "runs": pl.String}
+_CELL_SCHEMA |= {"ended_before": pl.Int64, "runs": pl.String}
 
 
 def _headers(values: pl.DataFrame, columns: Sequence[Column]) -> tuple[list[str], pl.DataFrame]:
@@ -177,9 +180,10 @@ def group_table(res: Results, grouping: Grouping, columns: Sequence[Column], tit
     headers, values = _headers(values, columns)
     rows = []
     for (label, header), part in values.group_by("group", "header", maintain_order=True):
-        est = mean_ci(part["value"].drop_nulls().to_list())
-        flags = {"missing": part["missing"].any(), "ended_early": part["ended_early"].any()}
-        rows.append(_cell(label, header, part["pid"][0], est, part["seed"].n_unique(), part["run"].to_list(), **flags))
+        kept = part.filter(pl.col("value").is_not_null())
+        est = mean_ci(kept["value"].to_list())
+        flags = {"missing": kept["missing"].any(), "ended_before": part["ended_early"].sum()}
+        rows.append(_cell(label, header, part["pid"][0], est, kept["seed"].n_unique(), kept["run"].to_list(), **flags))
     cells = pl.DataFrame(rows, schema=_CELL_SCHEMA)
     digits = {c.header: c.digits for c in columns if c.digits is not None}
     table = Table(title, headers, grouping.labels, cells, grouping, digits=digits)
@@ -209,7 +213,9 @@ def paired_table(
         pairs = per_key.filter(pl.col("group") == label).join(
             base, on=["header", "pid", *keys], suffix="_base", nulls_equal=False
         )
+        lost = pairs.filter(pl.col("ended_early") | pl.col("ended_early_base"))
         pairs = pairs.drop_nulls(["value", "value_base"])
+        paired_runs.update(r for col in ("run", "run_base") for runs in lost[col] for r in runs)
         paired_runs.update(r for col in ("run", "run_base") for runs in pairs[col] for r in runs)
         for header in headers:
             part = pairs.filter(pl.col("header") == header)
@@ -218,7 +224,7 @@ def paired_table(
             pid = (part["pid"][0] or None) if part.height else None
             flags = {
                 "missing": (part["missing"] | part["missing_base"]).any(),
-                "ended_early": (part["ended_early"] | part["ended_early_base"]).any(),
+                "ended_before": lost.filter(pl.col("header") == header).height,
             }
             rows.append(_cell(label, header, pid, mean_ci(diffs), part["seed"].n_unique(), runs, **flags))
     cells = pl.DataFrame(rows, schema=_CELL_SCHEMA)
@@ -249,30 +255,55 @@ def _notes(res: Results, values: pl.DataFrame, grouping: Grouping, columns: Sequ
     gaps = missing_stages(res.steps, res.tidy, metrics)
     if at is not None:
         gaps = gaps.filter(pl.col("first_step") <= at)
-    flagged = values.filter(pl.col("missing"))["run"].unique().implode()
+    flagged = values.filter(pl.col("missing") & pl.col("value").is_not_null())["run"].unique().implode()
     by_stage = gaps.filter(pl.col("run").is_in(flagged))
     by_stage = by_stage.group_by("run", "stage", "first_step", "last_step", maintain_order=True).agg("metric")
+    by_stage = by_stage.group_by("stage", "first_step", "last_step", "metric", maintain_order=True).agg("run")
     for row in by_stage.iter_rows(named=True):
+        runs = row["run"]
+        who = f"run {runs[0]}" if len(runs) == 1 else f"{len(runs)} runs ({', '.join(runs)})"
         notes.append(
-            f"† run {row['run']}, stage {row['stage']} (steps {row['first_step']}-{row['last_step']}): "
+            f"† {who}, stage {row['stage']} (steps {row['first_step']}-{row['last_step']}): "
             f"no {', '.join(row['metric'])} logged; the cell uses the other stages."
         )
     if at is None:
         return notes
-    final = dict(res.runs.select("run", "final_step").iter_rows())
-    earlier = values.filter(pl.col("step") < at).sort("header", "step")
-    for row in (
-        earlier.filter(pl.col("ended_early"))
-        .group_by("run", maintain_order=True)
-        .agg("header", "step")
-        .iter_rows(named=True)
-    ):
-        picked = "; ".join(f"{h} from step {s}" for h, s in zip(row["header"], row["step"]))
-        notes.append(f"‡ run {row['run']} has nothing later (it ends at step {final[row['run']]}): {picked}.")
-    rest = earlier.filter(~pl.col("ended_early")).group_by("header", "step", maintain_order=True).agg("run")
+    notes += ended_notes(res, grouping, values.filter(pl.col("ended_early"))["run"].unique().to_list(), at)
+    earlier = values.filter(~pl.col("ended_early") & (pl.col("step") < at) & pl.col("value").is_not_null())
+    rest = earlier.group_by("header", "step", maintain_order=True).agg(pl.col("run").unique().sort())
+    rest = rest.group_by("step", "run", maintain_order=True).agg("header").sort("step")  # one note per run set
     for row in rest.iter_rows(named=True):
         notes.append(
-            f"{row['header']}: runs {', '.join(row['run'])} have no record at step {at}; "
-            f"their last before it (step {row['step']}) is used."
+            f"{', '.join(row['header'])}: {who_ran(grouping, row['run'])} logged nothing at step {at} (they went on "
+            f"past it); their last value before it (step {row['step']}) is used."
         )
     return notes
+
+
+def who_ran(grouping: Grouping, runs: Sequence[str]) -> str:
+    """``kernel=laplace seeds 0, 1; kernel=gaussian seed 2``: runs named by their group and seed."""
+    rows = grouping.runs.filter(pl.col("run").is_in(list(runs)))
+    order = {g: i for i, g in enumerate(grouping.labels)}
+    parts = []
+    for (label,), part in sorted(rows.group_by("group"), key=lambda x: order.get(x[0][0], 0)):
+        seeds = sorted(str(s) for s in part["seed"].to_list())
+        if len(set(seeds)) != len(seeds) or None in part["seed"].to_list():
+            parts.append(f"`{label}` runs {', '.join(sorted(part['run'].to_list()))}")
+        else:
+            parts.append(f"`{label}` seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}")
+    return "; ".join(parts)
+
+
+def ended_notes(res: Results, grouping: Grouping, runs: Sequence[str], at: int) -> list[str]:
+    """‡ notes: the runs that ended before step ``at``, grouped by how they ended."""
+    ended = res.runs.filter(pl.col("run").is_in(list(runs)))
+    if ended.height == 0:
+        return []
+    head = f"‡ Left out of the step-{at} cells (n counts the runs that reached it; nothing is carried forward)"
+    lines = []
+    for row in ended.group_by("status_note", maintain_order=True).agg("run").sort("status_note").iter_rows(named=True):
+        k = len(row["run"])
+        lines.append(f"{k} run{'s' if k > 1 else ''} {row['status_note']}: {who_ran(grouping, row['run'])}.")
+    if len(lines) == 1:
+        return [f"{head}: {lines[0]}"]
+    return [f"{head}: {ended.height} runs that ended before step {at}."] + [f"‡ {line}" for line in lines]

@@ -1,25 +1,32 @@
 """Speed and peak memory of the drift loss (forward + backward, float32) against baselines in the same run.
 
-Baselines, each timed in this process right beside ours:
+Implementations, each timed in this process right beside ours, in two interleaved rounds:
   * ``eager``: a straightforward eager PyTorch transcription of the same math (kept below);
-  * ``jax``: the same transcription under ``jax.jit`` (XLA, like the authors' code), if jax is installed
-    (``pip install jax``; not a project dependency).
-Ours: ``raydrift.method.drift.drift_loss`` eager and with ``compile=True`` (what training uses).
+  * ``ours-eager`` and ``compiled``: ``raydrift.method.drift.drift_loss`` eager and with ``compile=True``
+    (what training uses);
+  * ``official``: the authors' ``drift_loss`` (github.com/lambertae/drifting, ``drift_loss.py``) under
+    ``jax.jit(jax.value_and_grad(...))``, with ``--official PATH``. It is not part of this project: fetch
+    the authors' repository yourself (see benchmarks/README.md); JAX is the optional ``bench`` extra
+    (``pip install -e '.[bench]'``).
 
-Peak memory is measured per implementation in a fresh subprocess: the extra resident memory of one
-forward+backward over the inputs (VmHWM after resetting it, minus VmRSS before; large blocks are
-mmapped so freed memory leaves RSS).
+Each round runs every implementation after two warm-up calls (compilation) and takes the median of
+``--repeats`` timed calls. Peak memory is measured per implementation in a fresh subprocess: the extra
+resident memory of one forward+backward over the inputs (VmHWM after resetting it, minus VmRSS before;
+large blocks are mmapped so freed memory leaves RSS).
 
-    python benchmarks/drift_loss.py [--threads 2] [--repeats 7] [--no-memory]
+    python benchmarks/drift_loss.py [--official PATH/drift_loss.py] [--threads 2] [--repeats 7]
+        [--rounds 2] [--shape G,Cg,Cp,Cn,S ...] [--no-memory]
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import importlib.util
 import json
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -33,8 +40,15 @@ from raydrift.method.drift import drift_loss  # noqa: E402
 
 SHAPES = [(10, 64, 64, 0, 1024), (2560, 32, 32, 0, 64), (40, 128, 128, 32, 512), (1, 1024, 1024, 0, 2)]
 TAUS = (0.02, 0.05, 0.2)
-# The authors' XLA-compiled code on this machine type (2 threads, float32, fwd+bwd), from the issue.
-AUTHORS_MS = {SHAPES[0]: 31.0, SHAPES[1]: 377.0, SHAPES[2]: 264.0, SHAPES[3]: 92.0}
+TARGET = 0.6  # ours / official, on every shape
+FETCH_HINT = (
+    "get the authors' code with `git clone https://github.com/lambertae/drifting` and pass "
+    "--official drifting/drift_loss.py"
+)
+
+
+class UsageError(Exception):
+    """Bad command-line input: printed without a traceback, exit status 2."""
 
 
 def eager_transcription(gen, pos, neg, w_neg, taus):
@@ -64,39 +78,48 @@ def eager_transcription(gen, pos, neg, w_neg, taus):
     return ((gen / s - goal) ** 2).mean((-1, -2))
 
 
-def jax_step():
-    """``jax.jit`` of the same transcription (value and gradient), or None without jax."""
+def load_official(path):
+    """The authors' ``drift_loss`` from their ``drift_loss.py``; UsageError with the fix if it cannot run."""
+    if not os.path.isfile(path):
+        raise UsageError(f"--official: no file {path!r}; {FETCH_HINT}")
     try:
-        import jax
-        import jax.numpy as jnp
-    except ImportError:
-        return None
+        import einops  # noqa: F401  (the authors' file imports it)
+        import jax  # noqa: F401
+    except ImportError as err:
+        raise UsageError(
+            f"--official needs JAX and einops ({err}): pip install -e '.[bench]' (or: pip install jax einops)"
+        ) from err
+    spec = importlib.util.spec_from_file_location("authors_drift_loss", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        raise UsageError(f"--official: cannot import {path!r}: {err!r}") from err
+    fn = getattr(module, "drift_loss", None)
+    if fn is None:
+        raise UsageError(f"--official: {path!r} defines no drift_loss; {FETCH_HINT}")
+    try:
+        official_step(fn)(*make_inputs((1, 3, 2, 1, 2)))()
+    except TypeError as err:
+        if "a_min" not in str(err):
+            raise
+        with open(path) as f:
+            lines = [i for i, line in enumerate(f, 1) if re.search(r"\ba_min\s*=", line)]
+        raise UsageError(
+            f"--official: {path} calls jnp.clip(..., a_min=...), which this JAX no longer accepts; replace "
+            f"`a_min=` by `min=` on line(s) {', '.join(map(str, lines))}: sed -i 's/a_min=/min=/' {path}"
+        ) from err
+    return fn
+
+
+def official_step(fn):
+    """``step(gen, pos, neg, w_neg)`` -> a call of ``jax.jit(value_and_grad)`` of the authors' loss."""
+    import jax
+    import jax.numpy as jnp
 
     def loss_fn(gen, pos, neg, w_neg):
-        B, Cg, S = gen.shape
-        Cp, Cn = pos.shape[1], neg.shape[1]
-        old = jax.lax.stop_gradient(gen)
-        targets = jnp.concatenate([old, neg, pos], 1)
-        w = jnp.concatenate([jnp.ones((B, Cg)), w_neg, jnp.ones((B, Cp))], 1)
-        d2 = (old**2).sum(-1)[:, :, None] + (targets**2).sum(-1)[:, None, :]
-        d2 = d2 - 2 * jnp.einsum("bis,bjs->bij", old, targets)
-        dist = jnp.sqrt(jnp.maximum(d2, 1e-8))
-        scale = (dist * w[:, None, :]).mean() / w.mean()
-        s = jnp.maximum(scale / math.sqrt(S), 1e-3)
-        old_s, targets_s = old / s, targets / s
-        mask = jnp.pad(jnp.eye(Cg), ((0, 0), (0, Cn + Cp)))
-        dist_n = dist / jnp.maximum(scale, 1e-3) + mask * 100
-        force = jnp.zeros_like(old_s)
-        for tau in TAUS:
-            logits = -dist_n / tau
-            a = jnp.sqrt(jnp.maximum(jax.nn.softmax(logits, -1) * jax.nn.softmax(logits, -2), 1e-6))
-            a = a * w[:, None, :]
-            a_neg, a_pos = a[:, :, : Cg + Cn], a[:, :, Cg + Cn :]
-            coef = jnp.concatenate([-a_neg * a_pos.sum(-1, keepdims=True), a_pos * a_neg.sum(-1, keepdims=True)], 2)
-            f = jnp.einsum("biy,byx->bix", coef, targets_s) - coef.sum(-1)[..., None] * old_s
-            force = force + f / jnp.sqrt(jnp.maximum((f**2).mean(), 1e-8))
-        goal = jax.lax.stop_gradient(old_s + force)
-        return ((gen / s - goal) ** 2).mean((-1, -2)).sum()
+        loss, _ = fn(gen, pos, neg if neg.shape[1] else None, weight_neg=w_neg if neg.shape[1] else None, R_list=TAUS)
+        return loss.sum()
 
     grad = jax.jit(jax.value_and_grad(loss_fn))
 
@@ -136,6 +159,12 @@ def torch_step(impl, gen, pos, neg, w_neg):
     return run
 
 
+def make_step(impl, inputs, official_path):
+    if impl == "official":
+        return official_step(load_official(official_path))(*inputs)
+    return torch_step(impl, *inputs)
+
+
 def time_ms(fn, repeats):
     for _ in range(2):  # warm-up (and compilation)
         fn()
@@ -155,10 +184,9 @@ def _rss_kib(field):
     raise RuntimeError(field)
 
 
-def measure_memory(impl, shape):
+def measure_memory(impl, shape, official_path=None):
     """Run in a fresh process: extra peak RSS (MiB) of one forward+backward after warm-up."""
-    inputs = make_inputs(shape)
-    fn = jax_step()(*inputs) if impl == "jax" else torch_step(impl, *inputs)
+    fn = make_step(impl, make_inputs(shape), official_path)
     fn()
     fn()
     ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -169,52 +197,88 @@ def measure_memory(impl, shape):
     return (_rss_kib("VmHWM:") - before) / 1024
 
 
-def memory_in_subprocess(impl, shape, threads):
+def memory_in_subprocess(impl, shape, threads, official_path):
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS=str(threads))
     code = (
         "import sys, json, warnings; warnings.simplefilter('ignore'); sys.argv=['x'];"
         f"sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r});"
-        "import torch; torch.set_num_threads(%d);"
-        % threads
-        + f"import drift_loss as b; print(json.dumps(b.measure_memory({impl!r}, {tuple(shape)!r})))"
+        f"import torch; torch.set_num_threads({threads});"
+        f"import drift_loss as b; print(json.dumps(b.measure_memory({impl!r}, {tuple(shape)!r}, {official_path!r})))"
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main():
+def _shape(text):
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 5 or min(shape) < 0 or shape[1] < 2 or shape[2] < 1 or shape[0] < 1 or shape[4] < 1:
+        raise argparse.ArgumentTypeError(f"need G,Cg,Cp,Cn,S with G>=1, Cg>=2, Cp>=1, Cn>=0, S>=1; got {text!r}")
+    return shape
+
+
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--official", metavar="PATH", help="the authors' drift_loss.py (lambertae/drifting)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=7, help="timed calls per round (median)")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the implementations")
+    ap.add_argument("--shape", type=_shape, action="append", help="G,Cg,Cp,Cn,S (repeatable; default: 4 shapes)")
+    ap.add_argument("--no-eager", action="store_true", help="skip the eager transcription and ours-eager")
     ap.add_argument("--no-memory", action="store_true")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    if args.threads < 1 or args.repeats < 1 or args.rounds < 1:
+        ap.error("--threads, --repeats and --rounds must be >= 1")
+    return args
+
+
+def run(args):
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
-    jax_make = jax_step()
-    impls = ["eager", "ours-eager", "compiled"] + (["jax"] if jax_make else [])
-    print(f"drift loss fwd+bwd, float32, {args.threads} threads, median of {args.repeats}; T={len(TAUS)}")
-    header = "shape (G,Cg,Cp,Cn,S)".ljust(26) + "".join(f"{i:>12}" for i in impls)
-    header += "  speedup vs eager" + ("  ours/jax" if jax_make else "") + "  ours/authors*"
-    print(header + ("  peak MiB (" + ", ".join(impls) + ")" if not args.no_memory else ""))
-    for shape in SHAPES:
+    impls = ([] if args.no_eager else ["eager", "ours-eager"]) + ["compiled"]
+    if args.official:
+        load_official(args.official)  # fails early, with the fix, before anything is timed
+        impls.append("official")
+    shapes = args.shape or SHAPES
+    print(
+        f"drift loss fwd+bwd, float32, {args.threads} threads, T={len(TAUS)}; per round the median of "
+        f"{args.repeats} calls after 2 warm-up calls, {args.rounds} rounds interleaved (ms: round 1 / round 2 ...)"
+    )
+    ratios = {}
+    for shape in shapes:
         inputs = make_inputs(shape)
-        ms = {}
+        steps = {impl: make_step(impl, inputs, args.official) for impl in impls}
+        ms = {impl: [] for impl in impls}
+        for _ in range(args.rounds):
+            for impl in impls:
+                ms[impl].append(time_ms(steps[impl], args.repeats))
+        print(f"{shape}:")
         for impl in impls:
-            fn = jax_make(*inputs) if impl == "jax" else torch_step(impl, *inputs)
-            ms[impl] = time_ms(fn, args.repeats)
-        row = str(shape).ljust(26) + "".join(f"{ms[i]:>10.1f}ms" for i in impls)
-        row += f"  {ms['eager'] / ms['compiled']:>15.2f}x"
-        if jax_make:
-            row += f"  {ms['compiled'] / ms['jax']:>8.2f}"
-        row += f"  {ms['compiled'] / AUTHORS_MS[shape]:>12.2f}"
+            print(f"  {impl:>11}: " + " / ".join(f"{t:.1f}" for t in ms[impl]) + " ms")
+        if "eager" in impls:
+            print(f"  compiled vs eager transcription: {statistics.median(ms['eager']) / min(ms['compiled']):.2f}x")
+        if "official" in impls:
+            ratios[shape] = [c / o for c, o in zip(ms["compiled"], ms["official"])]
+            print("  ours / official: " + " / ".join(f"{r:.2f}" for r in ratios[shape]))
         if not args.no_memory:
-            peaks = [memory_in_subprocess(i, shape, args.threads) for i in impls]
-            G, Cg, _, _, S = shape
-            row += "  " + ", ".join(f"{p:.0f}" for p in peaks)
-            row += f"  ([G,Cg,T,S] would be {G * Cg * len(TAUS) * S * 4 / 2**20:.0f} MiB)"
-        print(row, flush=True)
-    print("* authors' XLA times from the issue (31, 377, 264, 92 ms), measured elsewhere on this machine type;")
-    print("  the same-run ratios are the speedup columns. Target: ours/authors <= 0.7 on every shape.")
+            peaks = {i: memory_in_subprocess(i, shape, args.threads, args.official) for i in impls}
+            print("  peak MiB: " + ", ".join(f"{i} {p:.0f}" for i, p in peaks.items()))
+        sys.stdout.flush()
+    if ratios:
+        worst = max(max(r) for r in ratios.values())
+        met = "met" if worst <= TARGET else "NOT met"
+        print(f"worst ours/official over shapes and rounds: {worst:.2f} (target <= {TARGET}: {met})")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        run(args)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import os
 import statistics
 import sys
 import time
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -131,25 +132,19 @@ def loop_drifting_loss(x_gen, labels_gen, class_labels, x_pos, labels_pos, encod
 # ---- the benchmark ----------------------------------------------------------------------------------
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--classes", type=int, default=10)
-    ap.add_argument("--n", type=int, default=64, help="generated and positive samples per class")
-    ap.add_argument("--input-size", type=int, default=64, help="ResNet-18 input size (the reproduction: 64)")
-    ap.add_argument("--device", default="cpu", help="cpu or cuda (both run float32)")
-    args = ap.parse_args()
-    dev = torch.device(args.device)
-    torch.set_num_threads(args.threads)
+def measure(
+    device: str = "cpu", repeats: int = 3, classes: int = 10, n: int = 64, input_size: int = 64
+) -> dict[str, Any]:
+    """Median seconds per step of ``floor``, ``ours`` and ``loop`` (interleaved repeats) and the sizes."""
+    dev = torch.device(device)
     torch.manual_seed(0)
-    G, n = args.classes, args.n
+    G = classes
     shape = (3, 32, 32)
     gen = DiTGenerator(shape, G, patch_size=4, dim=64, depth=2, heads=4, style_codebooks=8, codebook_size=16)
     for p in gen.head.parameters():  # a non-zero output head, so generated images differ from the start
         torch.nn.init.normal_(p, std=0.02)
     gen.to(dev)
-    encoder = build_encoder("resnet18", random_init=True, input_size=args.input_size, device=dev)
+    encoder = build_encoder("resnet18", random_init=True, input_size=input_size, device=dev)
     cfg = DriftConfig(space="feature", encoder="resnet18", compile=False, encoder_bf16=False)
     objective = FeatureObjective(cfg, encoder)
     labels = torch.arange(G, device=dev).repeat_interleave(n)
@@ -186,32 +181,58 @@ def main() -> None:
 
     # Interleaved repeats, so that a shared machine's changing load hits all three alike.
     fns = {"floor": floor, "ours": ours, "loop": loop}
-    times = {k: [] for k in fns}
+    times: dict[str, list[float]] = {k: [] for k in fns}
     out = {k: fn() for k, fn in fns.items()}  # warm-up
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         for k, fn in fns.items():
             sync()
             t0 = time.perf_counter()
             fn()
             sync()
             times[k].append(time.perf_counter() - t0)
-    t_floor, t_ours, t_loop = (statistics.median(times[k]) for k in fns)
-    n_keys, n_terms = out["ours"], out["loop"]
     dims = {k: tuple(v.shape[1:]) for k, v in objective.feature_sets(pos[0, :2]).items()}
-    vectors = sum(s[0] for s in dims.values())
+    return {
+        "s_floor": statistics.median(times["floor"]),
+        "s_ours": statistics.median(times["ours"]),
+        "s_loop": statistics.median(times["loop"]),
+        "times": times,
+        "n_keys": out["ours"],
+        "n_terms": out["loop"],
+        "vectors_per_image": sum(s[0] for s in dims.values()),
+        "classes": G,
+        "n": n,
+        "input_size": input_size,
+        "device": device,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--n", type=int, default=64, help="generated and positive samples per class")
+    ap.add_argument("--input-size", type=int, default=64, help="ResNet-18 input size (the reproduction: 64)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (both run float32)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    r = measure(args.device, args.repeats, args.classes, args.n, args.input_size)
+    t_floor, t_ours, t_loop = r["s_floor"], r["s_ours"], r["s_loop"]
+    G, n = r["classes"], r["n"]
     print(
         f"{G} classes x {n} generated x {n} positives, 3x32x32, resnet18 @ {args.input_size} px, "
         f"{args.device} ({args.threads} threads), torch {torch.__version__}"
     )
-    print(f"feature set: {n_keys} keys, {vectors} vectors per image")
-    print(f"loop: {n_terms} (class, vector) terms, {n_terms * len(TAUS)} per-temperature field calls per step")
+    print(f"feature set: {r['n_keys']} keys, {r['vectors_per_image']} vectors per image")
+    calls = r["n_terms"] * len(TAUS)
+    print(f"loop: {r['n_terms']} (class, vector) terms, {calls} per-temperature field calls per step")
     print()
     print("| implementation | s / step (median) | vs loop |")
     print("|---|---:|---:|")
     print(f"| earlier reproduction's loop | {t_loop:.3f} | 1.0x |")
     print(f"| raydrift FeatureObjective | {t_ours:.3f} | {t_loop / t_ours:.1f}x |")
     print(f"| shared floor: generator + encoder fwd/bwd only | {t_floor:.3f} | {t_loop / t_floor:.1f}x |")
-    print("per repeat (s):", {k: [round(t, 2) for t in v] for k, v in times.items()})
+    print("per repeat (s):", {k: [round(t, 2) for t in v] for k, v in r["times"].items()})
     print()
     print(f"speed-up of one training step: {t_loop / t_ours:.1f}x (target >= 20x)")
     print(f"speed-up of the loss alone (step minus the shared floor): {(t_loop - t_floor) / (t_ours - t_floor):.1f}x")

@@ -12,7 +12,7 @@ from fixtures.analysis_helpers import run_cli, write_run
 
 from analysis.grouping import make_grouping
 from analysis.load import load
-from analysis.plots import curve_band, group_colours, plot_curves
+from analysis.plots import band_limits, curve_band, group_colours, group_styles, plot_curves
 
 LENET = {"eval/fid_net": "lenet", "eval/fid_samples": 1000, "eval/fid_ref": "digits:train", "eval/fid_ref_n": 1797}
 
@@ -80,3 +80,31 @@ def test_fid_plot_split_by_protocol(tmp_path):
     res = load(root)
     paths = plot_curves(res, make_grouping(res), "eval/fid", tmp_path / "curve_eval_fid.png")
     assert [p.name for p in paths] == ["curve_eval_fid__P1.png", "curve_eval_fid__P2.png"]
+
+
+def test_bands_stay_in_the_metric_range_and_need_three_seeds():
+    """IS >= 1 and FID >= 0: three IS values 1.0, 1.1, 3.0 have mean 1.7, sd 1.1269, ci 4.303 * 1.1269 / √3 =
+    2.80, so the interval's low end (-1.1) is cut at 1; two runs give no band (t = 12.7: noise)."""
+    runs = [(np.array([0.0]), np.array([v])) for v in (1.0, 1.1, 3.0)]
+    band = curve_band(runs)
+    assert band["lo"][0] == pytest.approx(1.7 - 4.302652729749464 * 1.126942 / np.sqrt(3), abs=1e-4)  # -1.10
+    lo, hi, where = band_limits(band, "eval/is")
+    assert lo[0] == 1.0 and hi[0] == pytest.approx(band["hi"][0]) and where.tolist() == [True]
+    lo, _, _ = band_limits(band, "eval/fid")
+    assert lo[0] == 0.0
+    loss_lo, _, _ = band_limits(band, "train/loss")  # unbounded
+    assert loss_lo[0] == pytest.approx(band["lo"][0])
+    assert band_limits(curve_band(runs[:2]), "eval/is")[2].tolist() == [False]
+
+
+def test_eight_groups_differ_in_colour_style_and_marker(tmp_path):
+    root = tmp_path / "exp"
+    for i in range(8):
+        write_run(root, f"r{i}", f"k{i}", f"g{i}", 0, history(10.0 * i, 0))
+    res = load(root)
+    styles = group_styles(make_grouping(res))
+    keys = [(s["color"], s["ls"], s["marker"]) for s in styles.values()]
+    assert len({k[0] for k in keys}) == 8 and len({k[1] for k in keys}) == 4 and len({k[2] for k in keys}) == 8
+    (path,) = plot_curves(res, make_grouping(res), "eval/fid", tmp_path / "fid.png")
+    img = mpimg.imread(path)
+    assert img.shape[1] > img.shape[0] * 2.1  # the legend sits right of the axes (8:4.8 before), widening it

@@ -4,7 +4,7 @@ Five runs in two config groups (kernel laplace: seeds 0, 1; gaussian: seeds 0, 1
 an overlapping resume: stage 0 logged steps 100-300 (and an eval at 300), stage 1 resumed from the step-200
 checkpoint and re-logged step 300 with another loss, so stage 0's step-300 loss (4.1) and FID (50) must be
 gone. Run b0's stage 0 logged no FID/IS (so its FID stays missing there and the table marks it). Run b2 ends
-at step 300 (matched step 400 flags it). t quantiles are typed in: t(0.975, 1) and t(0.975, 2).
+at step 300 (matched step 400 leaves it out, never carries it). t quantiles are typed in: t(0.975, 1) and t(0.975, 2).
 """
 
 from __future__ import annotations
@@ -65,44 +65,37 @@ def experiment(tmp_path: Path) -> Path:
     return root
 
 
-def cell(values: list[float], row_n: int, digits: int = 4, marks: str = "") -> str:
-    """The expected cell text, computed by hand: mean, and t * sd / sqrt(n) for n >= 2."""
-    n = len(values)
-    if n == 0:
-        return "—"
-    mean = sum(values) / n
-    text = f"{mean:.{digits}f}"
-    if n >= 2:
-        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-        if sd > 0:
-            text += f" ± {T975[n] * sd / math.sqrt(n):.{digits}f}"
-    if n != row_n:
-        text += f" (n={n})"
-    return text + marks
+# Cells are typed in, worked by hand from the records above. Two seeds: the mean and ⚠ (no interval stated;
+# the mean to the interval's place, at least 3 significant digits, zeros dropped): laplace FID @400 (80, 90):
+# mean 85, ci = 12.706 * 7.07 / √2 = 63.5 -> tens, widened to 3 significant digits -> "85.0" -> "85 ⚠".
+# Three seeds: mean ± ci, the ci to 2 significant digits: gaussian loss @300 (3.9, 3.9, 4.2): mean 4.0,
+# sd 0.1732, ci = 4.303 * 0.1732 / √3 = 0.430 -> "4.00 ± 0.43". One value: 4 significant digits ("65").
 
 
 def test_summary_table_every_cell(experiment):
     tables = parse_tables(run_cli(str(experiment)))
     t = table(tables, "Summary per group")
-    assert list(t) == ["kernel=laplace", "kernel=gaussian"]  # grouped by the swept key, study order
-    lap, gau = t["kernel=laplace"], t["kernel=gaussian"]
-    assert lap["n"] == "2" and gau["n"] == "3"
-    assert lap["final step"] == "400"
-    assert gau["final step"] == cell([400, 400, 300], 3, digits=0)  # "367 ± 143"
+    # grouped by the swept key, study order; gaussian's runs end at 400 (b0, b1) and 300 (b2): one row per end
+    assert list(t) == [
+        "kernel=laplace",
+        "kernel=gaussian (ends at step 400)",
+        "kernel=gaussian (ends at step 300) (1 seed, preliminary)",
+    ]
+    lap, gau, b2 = t.values()
+    assert (lap["n"], gau["n"], b2["n"]) == ("2", "2", "1")
+    assert (lap["final step"], gau["final step"], b2["final step"]) == ("400", "400", "300")  # never averaged
     # laplace: a0 and a1 (merged: 5.2, 4.4, 4.6, 4.3; FID 310, 120, 90; IS 1.1, 1.8, 2.3)
-    assert lap["min train/loss"] == cell([4.0, 4.3], 2)
-    assert lap["last train/loss"] == cell([4.2, 4.3], 2)
-    assert lap["min FID"] == cell([80, 90], 2)
-    assert lap["last FID"] == cell([80, 90], 2)
-    assert lap["max IS"] == cell([2.5, 2.3], 2)
-    assert lap["last IS"] == cell([2.5, 2.3], 2)
-    # gaussian: b0 (merged loss 5.1, 4.0, 3.9, 4.0; FID only in stage 1), b1, b2
-    assert gau["min train/loss"] == cell([3.9, 3.7, 4.1], 3)
-    assert gau["last train/loss"] == cell([4.0, 3.7, 4.2], 3)
-    assert gau["min FID"] == cell([60, 55, 65], 3, marks=" †")
-    assert gau["last FID"] == cell([60, 55, 65], 3, marks=" †")
-    assert gau["max IS"] == cell([2.8, 2.9, 2.5], 3, marks=" †")
-    assert gau["last IS"] == cell([2.8, 2.9, 2.5], 3, marks=" †")
+    assert lap["min train/loss"] == "4.15 ⚠"  # (4.0, 4.3)
+    assert lap["last train/loss"] == "4.25 ⚠"  # (4.2, 4.3)
+    assert lap["min FID"] == lap["last FID"] == "85 ⚠"  # (80, 90)
+    assert lap["max IS"] == lap["last IS"] == "2.4 ⚠"  # (2.5, 2.3): ci 1.27, mean to 2 decimals "2.40"
+    # gaussian ending at 400: b0 (merged loss 5.1, 4.0, 3.9, 4.0; FID only in stage 1) and b1
+    assert gau["min train/loss"] == "3.8 ⚠"  # (3.9, 3.7)
+    assert gau["last train/loss"] == "3.85 ⚠"  # (4.0, 3.7)
+    assert gau["min FID"] == gau["last FID"] == "57.5 ⚠ †"  # (60, 55)
+    assert gau["max IS"] == gau["last IS"] == "2.85 ⚠ †"  # (2.8, 2.9)
+    # b2 alone (ends at 300): its own values, 4 significant digits
+    assert (b2["min train/loss"], b2["last train/loss"], b2["min FID"], b2["max IS"]) == ("4.1", "4.2", "65", "2.5")
 
 
 def test_missing_stage_note_and_no_zero(experiment):
@@ -118,46 +111,48 @@ def test_matched_step_tables_every_cell(experiment):
     tables = parse_tables(run_cli(str(experiment), "--at-step", "400", "--at-step", "300"))
     t = table(tables, "Matched step 400")
     lap, gau = t["kernel=laplace"], t["kernel=gaussian"]
-    assert lap["train/loss @400"] == cell([4.2, 4.3], 2)
-    assert lap["FID @400"] == cell([80, 90], 2)
-    assert lap["IS @400"] == cell([2.5, 2.3], 2)
-    # b2 ends at step 300: its loss is from step 300 and its FID/IS from step 200 (flagged ‡)
-    assert gau["train/loss @400"] == cell([4.0, 3.7, 4.2], 3, marks=" ‡")
-    assert gau["FID @400"] == cell([60, 55, 65], 3, marks=" † ‡")
-    assert gau["IS @400"] == cell([2.8, 2.9, 2.5], 3, marks=" † ‡")
+    assert lap["train/loss @400"] == "4.25 ⚠"  # (4.2, 4.3)
+    assert lap["FID @400"] == "85 ⚠"  # (80, 90)
+    assert lap["IS @400"] == "2.4 ⚠"  # (2.5, 2.3)
+    # b2 ended at step 300: not in the step-400 cells (n=2 of 3, ‡), its step-300 values never carried
+    assert gau["n"] == "3"
+    assert gau["train/loss @400"] == "3.85 ⚠ (n=2) ‡"  # (4.0, 3.7), not (4.0, 3.7, 4.2)
+    assert gau["FID @400"] == "57.5 ⚠ (n=2) † ‡"  # (60, 55), not b2's step-200 65
+    assert gau["IS @400"] == "2.85 ⚠ (n=2) † ‡"  # (2.8, 2.9)
     t = table(tables, "Matched step 300")
     lap, gau = t["kernel=laplace"], t["kernel=gaussian"]
-    assert lap["train/loss @300"] == cell([4.5, 4.6], 2)  # a1: stage 1's 4.6, not stage 0's 4.1
-    assert lap["FID @300"] == cell([100, 120], 2)  # a1: the eval at 200; stage 0's FID at 300 is gone
-    assert lap["IS @300"] == cell([2.0, 1.8], 2)
-    assert gau["train/loss @300"] == cell([3.9, 3.9, 4.2], 3)
-    assert gau["FID @300"] == cell([70, 65], 3, marks=" ‡")  # b0 has no FID before 400
-    assert gau["IS @300"] == cell([2.6, 2.5], 3, marks=" ‡")
+    assert lap["train/loss @300"] == "4.55 ⚠"  # (4.5, 4.6): a1's stage-1 4.6, not stage 0's 4.1
+    assert lap["FID @300"] == "110 ⚠"  # (100, 120): a1's eval at 200; stage 0's FID at 300 is gone
+    assert lap["IS @300"] == "1.9 ⚠"  # (2.0, 1.8)
+    assert gau["train/loss @300"] == "4.00 ± 0.43"  # (3.9, 3.9, 4.2): every run reached step 300
+    assert gau["FID @300"] == "67.5 ⚠ (n=2)"  # (70, 65): b0 has no FID before 400
+    assert gau["IS @300"] == "2.55 ⚠ (n=2)"  # (2.6, 2.5)
 
 
 def test_matched_step_notes(experiment):
-    out = run_cli(str(experiment), "--at-step", "400")
-    assert "‡ run trial_b2 has nothing later (it ends at step 300)" in out
-    assert "FID @400 from step 200" in out and "train/loss @400 from step 300" in out
+    out = run_cli(str(experiment), "--at-step", "400", "--at-step", "300")
+    assert (
+        "‡ Left out of the step-400 cells (n counts the runs that reached it; nothing is carried forward): "
+        "1 run ended at step 300 of 400 (no record why): `kernel=gaussian` seed 2." in out
+    )
+    assert (
+        "FID @300, IS @300: `kernel=laplace` seeds 0, 1; `kernel=gaussian` seeds 1, 2 logged nothing at step 300 "
+        "(they went on past it); their last value before it (step 200) is used." in out
+    )
 
 
 def test_paired_differences_on_shared_seeds(experiment):
     out = run_cli(str(experiment), "--at-step", "400", "--baseline", "kernel=laplace")
     tables = parse_tables(out)
     # shared seeds 0 and 1 (b2 has no laplace partner): gaussian - laplace per seed
-    row = table(tables, "Paired difference vs `kernel=laplace` (")["kernel=gaussian"]
-    assert row["n"] == "2"
-    assert row["min train/loss"] == cell([3.9 - 4.0, 3.7 - 4.3], 2)
-    assert row["last train/loss"] == cell([4.0 - 4.2, 3.7 - 4.3], 2)
-    assert row["min FID"] == cell([60 - 80, 55 - 90], 2, marks=" †")
-    assert row["last FID"] == cell([60 - 80, 55 - 90], 2, marks=" †")
-    assert row["max IS"] == cell([2.8 - 2.5, 2.9 - 2.3], 2, marks=" †")
-    assert row["last IS"] == cell([2.8 - 2.5, 2.9 - 2.3], 2, marks=" †")
     row = table(tables, "Paired difference vs `kernel=laplace` at step 400")["kernel=gaussian"]
-    assert row["train/loss @400"] == cell([4.0 - 4.2, 3.7 - 4.3], 2)
-    assert row["FID @400"] == cell([60 - 80, 55 - 90], 2, marks=" †")
+    assert row["n"] == "2"
+    assert row["train/loss @400"] == "-0.4 ⚠"  # (4.0 - 4.2, 3.7 - 4.3)
+    assert row["FID @400"] == "-27.5 ⚠ †"  # (60 - 80, 55 - 90)
+    assert row["IS @400"] == "0.45 ⚠ †"  # (2.8 - 2.5, 2.9 - 2.3)
     assert "Paired on: seed;" in out
     assert "trial_b2" not in out.split("at step 400 (group")[1]  # unpaired run: no notes about it
+    assert not [title for title in tables if title.startswith("Paired difference") and "at step" not in title]
     # the baseline can also be named by label or group_id
     assert parse_tables(run_cli(str(experiment), "--baseline", "aaaa1111")) == parse_tables(
         run_cli(str(experiment), "--baseline", "kernel=laplace")
@@ -166,16 +161,32 @@ def test_paired_differences_on_shared_seeds(experiment):
 
 def test_files_hold_the_numbers(experiment, tmp_path):
     out = tmp_path / "out"
-    run_cli(str(experiment), "--at-step", "400", "--baseline", "kernel=laplace", "--out", str(out), "--no-plots")
-    cells = pl.read_csv(out / "summary.csv")
-    row = cells.filter((pl.col("group") == "kernel=gaussian") & (pl.col("column") == "min FID")).row(0, named=True)
-    sd = math.sqrt(((60 - 60) ** 2 + (55 - 60) ** 2 + (65 - 60) ** 2) / 2)
-    assert row["n"] == 3 and row["seeds"] == 3 and row["mean"] == pytest.approx(60.0)
+    run_cli(str(experiment), "--at-step", "300", "--baseline", "kernel=laplace", "--out", str(out), "--no-plots")
+    cells = pl.read_csv(out / "matched_step_300.csv")
+    row = cells.filter((pl.col("group") == "kernel=gaussian") & (pl.col("column") == "train/loss @300")).row(
+        0, named=True
+    )
+    sd = math.sqrt(((3.9 - 4.0) ** 2 * 2 + (4.2 - 4.0) ** 2) / 2)
+    assert row["n"] == 3 and row["seeds"] == 3 and row["mean"] == pytest.approx(4.0)
     assert row["sd"] == pytest.approx(sd) and row["ci95"] == pytest.approx(T975[3] * sd / math.sqrt(3))
+    # the markdown shows n = 2 as "57.5 ⚠"; the file keeps the interval, unrounded
+    cells = pl.read_csv(out / "summary.csv")
+    row = cells.filter((pl.col("group") == "kernel=gaussian (ends at step 400)") & (pl.col("column") == "min FID"))
+    row = row.row(0, named=True)
+    sd = math.sqrt(((60 - 57.5) ** 2 + (55 - 57.5) ** 2) / 1)
+    assert row["n"] == 2 and row["mean"] == pytest.approx(57.5)
+    assert row["ci95"] == pytest.approx(T975[2] * sd / math.sqrt(2))
     assert row["missing_stages"] and not row["preliminary"]
+    ended = pl.read_csv(out / "matched_step_400.csv").filter(
+        (pl.col("group") == "kernel=gaussian") & (pl.col("column") == "FID @400")
+    )
+    assert ended.select("n", "ended_before").row(0) == (2, 1)
     assert pl.read_parquet(out / "matched_step_400.parquet").equals(
         pl.read_csv(out / "matched_step_400.csv", schema=pl.read_parquet(out / "matched_step_400.parquet").schema)
     )
+    verdict = pl.read_csv(out / "verdict.csv")
+    assert verdict["group"].to_list() == ["kernel=gaussian", "kernel=laplace"]
+    assert verdict["mean"].to_list() == pytest.approx([57.5, 85.0]) and verdict["step"].to_list() == [400, 400]
     assert (out / "report.md").read_text().startswith("# raydrift analyze")
     tidy = pl.read_parquet(out / "tidy.parquet")
     assert {"experiment", "trial_id", "group_id", "seed", "step", "images_seen", "metric", "value"} <= set(tidy.columns)
@@ -185,13 +196,16 @@ def test_files_hold_the_numbers(experiment, tmp_path):
 def test_one_seed_is_preliminary(experiment):
     out = run_cli(str(experiment), "--where", "seed=0|2", "--by", "kernel")  # seed is a config key here too
     t = table(parse_tables(out), "Summary per group")
+    assert list(t)[0] == "kernel=laplace (1 seed, preliminary)"
+    assert t["kernel=laplace (1 seed, preliminary)"]["min FID"] == "80"
+    t = table(parse_tables(out), "Matched step 400")  # b2 (seed 2) ended at 300: gaussian rests on b0
     assert list(t) == ["kernel=laplace (1 seed, preliminary)", "kernel=gaussian"]
-    assert t["kernel=laplace (1 seed, preliminary)"]["min FID"] == "80.0000"
+    assert t["kernel=gaussian"]["FID @400"] == "60 (n=1) † ‡"
 
 
 def test_where_label_and_dry_run(experiment):
     out = run_cli(str(experiment), "--where", "kernel=gaussian", "--label", "{kernel} kernel")
-    assert list(table(parse_tables(out), "Summary per group")) == ["gaussian kernel"]
+    assert list(table(parse_tables(out), "Matched step 400")) == ["gaussian kernel"]
     listing = run_cli(str(experiment), "--dry-run")
     assert "trial_b2" in listing and "kernel=gaussian" in listing and "Summary" not in listing
     result = CliRunner().invoke(analyze, [str(experiment), "--by", "nonexistent"])
@@ -279,14 +293,14 @@ def test_baseline_on_one_axis_pairs_each_group_with_its_counterpart(tmp_path):
             meta["overrides"]["drift.normalization"] = norm
             (d / "meta.json").write_text(json.dumps(meta))
     out = run_cli(str(root), "--baseline", "kernel=laplace")
-    t = table(parse_tables(out), "Paired difference vs `kernel=laplace` (")
+    t = table(parse_tables(out), "Paired difference vs `kernel=laplace` at step 400")
     assert list(t) == ["kernel=gaussian, normalization=xy", "kernel=gaussian, normalization=y"]
-    assert t["kernel=gaussian, normalization=xy"]["last FID"] == cell([60 - 80, 66 - 90], 2)
-    assert t["kernel=gaussian, normalization=y"]["last FID"] == cell([72 - 70, 71 - 75], 2)
+    assert t["kernel=gaussian, normalization=xy"]["FID @400"] == "-22 ⚠"  # (60 - 80, 66 - 90)
+    assert t["kernel=gaussian, normalization=y"]["FID @400"] == "-1 ⚠"  # (72 - 70, 71 - 75)
     assert "`kernel=gaussian, normalization=y` - `kernel=laplace, normalization=y`" in out
     # naming one group still makes it everyone's baseline
     t = table(parse_tables(run_cli(str(root), "--baseline", "kernel=laplace,normalization=xy")), "Paired difference")
-    assert t["kernel=gaussian, normalization=y"]["last FID"] == cell([72 - 80, 71 - 90], 2)
-    assert t["kernel=laplace, normalization=y"]["last FID"] == cell([70 - 80, 75 - 90], 2)
+    assert t["kernel=gaussian, normalization=y"]["FID @400"] == "-13.5 ⚠"  # (72 - 80, 71 - 90)
+    assert t["kernel=laplace, normalization=y"]["FID @400"] == "-12.5 ⚠"  # (70 - 80, 75 - 90)
     result = CliRunner().invoke(analyze, [str(root), "--baseline", "kernel=cosine"])
     assert result.exit_code != 0 and "matches no group" in result.output

@@ -128,8 +128,8 @@ def test_cli_export_and_live_wandb(api, tmp_path, monkeypatch):
     row = table(parse_tables(report), "Summary per group")["batch_n_pos=64 (1 seed, preliminary)"]
     assert (row["final step"], row["min train/loss"], row["last FID"]) == (
         "400",
-        "3.3000",
-        "42.0000 †",
+        "3.3",
+        "42 †",
     )  # stage 0: no FID
     live = run_cli("--wandb", "me/proj", "--stage", "bs64=aaa111,bbb222", "--rename", "fid=eval/fid",
                    "--by", "batch_n_pos", "--at-step", "400", "--out", tmp_path / "live", "--no-plots")  # fmt: skip

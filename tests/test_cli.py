@@ -33,6 +33,8 @@ def test_dry_run_prints_the_resolved_config_and_plan(tmp_path):
         "drift.kernel=gaussian",
         "--workers",
         "2",
+        "--set",
+        "scaling.cpus_per_worker=1",  # 2 workers fit a 2-core machine (the dry run checks)
         "--dry-run",
         "--set",
         f"output_dir={tmp_path}",

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from raydrift.method.drift import anneal_temperatures, drift_loss
+from raydrift.method.drift import _gram_is_cheaper, anneal_temperatures, drift_loss
 
 
 def naive_field(gen, pos, neg, w_neg, temperatures, kernel, normalization, floor):
@@ -102,6 +102,43 @@ def test_agrees_with_naive_loop(kernel, normalization, floor, temperatures, comp
     expected_grad = -2 * V / (s * Cg * S)
     assert torch.allclose(loss.double(), (V**2).mean((1, 2)), rtol=1e-4)
     assert torch.allclose(x.grad.double(), expected_grad, rtol=1e-4, atol=1e-5 * expected_grad.abs().max())
+
+
+GRAM_VARIANTS = [v for v in VARIANTS if len(v[3]) == 3] + [("gaussian", "y", 0.0, (0.1, 0.3, 1.0))]
+
+
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("kernel,normalization,floor,temperatures", GRAM_VARIANTS)
+def test_gram_path_agrees_with_naive_loop(kernel, normalization, floor, temperatures, compile):
+    """Few samples in many dimensions: the forces' mean squares come from the Gram matrix y y^T."""
+    gen, pos, neg, w_neg = _inputs(S=160, seed=6)
+    G, Cg, S = gen.shape
+    assert _gram_is_cheaper(Cg, Cg + pos.shape[1] + neg.shape[1], S, len(temperatures))
+    x = gen.clone().requires_grad_(True)
+    loss, info = drift_loss(
+        x,
+        pos,
+        neg,
+        weight_neg=w_neg,
+        temperatures=temperatures,
+        kernel=kernel,
+        normalization=normalization,
+        affinity_floor=floor,
+        compile=compile,
+    )
+    loss.sum().backward()
+    V, s = naive_field(gen, pos, neg, w_neg, temperatures, kernel, normalization, floor)
+    expected_grad = -2 * V / (s * Cg * S)
+    assert torch.allclose(loss.double(), (V**2).mean((1, 2)), rtol=1e-4)
+    assert torch.allclose(x.grad.double(), expected_grad, rtol=1e-4, atol=1e-5 * expected_grad.abs().max())
+    assert info["force_ms"].shape == (len(temperatures),) and bool((info["force_ms"] > 0).all())
+
+
+def test_gram_and_direct_paths_are_chosen_by_cost():
+    assert _gram_is_cheaper(64, 128, 1024, 3)  # MNIST pixels: few samples, many dimensions
+    assert not _gram_is_cheaper(32, 64, 64, 3)  # per-location feature keys
+    assert not _gram_is_cheaper(1024, 2048, 2, 3)  # toy 2-D
+    assert not _gram_is_cheaper(64, 128, 1024, 1)  # one temperature: the distances' matmul is all it needs
 
 
 def test_no_gradient_into_targets_and_closed_form_matches_autograd():

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch_fidelity.feature_extractor_inceptionv3 as fe
 
-from raydrift.evaluation.inception import ENV_WEIGHTS, InceptionFeatureNet, to_uint8_rgb
+from raydrift.evaluation.inception import ENV_WEIGHTS, InceptionFeatureNet, InceptionWeightsError, to_uint8_rgb
 
 WEIGHTS = os.environ.get(ENV_WEIGHTS, "")
 
@@ -23,7 +23,7 @@ def test_to_uint8_rgb_rounds_and_replicates_gray():
 
 
 def test_missing_weights_file_explains_how_to_get_them(tmp_path):
-    with pytest.raises(FileNotFoundError, match="get.sh"):
+    with pytest.raises(InceptionWeightsError, match="get.sh"):
         InceptionFeatureNet(tmp_path / "missing.pth")
 
 
@@ -47,5 +47,28 @@ def test_failed_download_explains_how_to_get_weights(monkeypatch):
 
     monkeypatch.delenv(ENV_WEIGHTS, raising=False)
     monkeypatch.setattr(fe, "load_state_dict_from_url", offline)
-    with pytest.raises(RuntimeError, match="get.sh"):
+    with pytest.raises(InceptionWeightsError, match="get.sh"):
         InceptionFeatureNet()
+
+
+def test_a_weights_file_that_is_not_one_is_refused_without_unpickling_it(tmp_path):
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a torch file at all")
+    with pytest.raises(InceptionWeightsError, match="is not a TF-Inception weights file"):
+        InceptionFeatureNet(garbage)
+    ran = tmp_path / "ran"
+    payload = tmp_path / "payload.pth"
+    torch.save({"w": _Payload(str(ran))}, payload)
+    with pytest.raises(InceptionWeightsError, match="is not a TF-Inception weights file"):
+        InceptionFeatureNet(payload)
+    assert not ran.exists()  # torch-fidelity unpickles in full: the file never reached it
+
+
+class _Payload:
+    """Unpickling this opens (creates) a file: stands for any code a crafted pickle runs."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))

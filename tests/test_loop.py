@@ -9,7 +9,7 @@ from raydrift.config import apply_overrides
 from raydrift.config.presets import get_preset
 from raydrift.evaluation.evaluator import Evaluator
 from raydrift.training.checkpoint import latest_checkpoint, load_checkpoint
-from raydrift.training.loop import NonFiniteLossError, train
+from raydrift.training.loop import NonFiniteLossError, ema_decay, train
 from raydrift.training.rundir import PlainReporter, read_history
 
 TINY = [
@@ -33,25 +33,35 @@ def tiny(*extra):
     return apply_overrides(get_preset("digits"), TINY + list(extra))
 
 
+RESUMED = ("drift.n_unc=4", "drift.cfg_alpha_max=3", "optim.ema_warmup=true")  # step-dependent parts on
+
+
+def test_ema_warmup_ramps_the_decay_up_to_its_value():
+    assert ema_decay(0.995, 0, warmup=False) == 0.995
+    assert ema_decay(0.995, 0, warmup=True) == pytest.approx(0.1)  # 1 / 10
+    assert ema_decay(0.995, 90, warmup=True) == pytest.approx(91 / 100)
+    assert ema_decay(0.995, 10_000, warmup=True) == 0.995  # capped at the configured decay
+
+
 def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path):
     N = 4  # a multiple of train.log_every, so the logged windows line up
     straight = tmp_path / "straight"
     train(
-        tiny(f"train.steps={2 * N}", "drift.n_unc=4", "drift.cfg_alpha_max=3"),
+        tiny(f"train.steps={2 * N}", *RESUMED),
         PlainReporter(straight),
         log=lambda s: None,
     )
 
     staged = tmp_path / "staged"
     first = train(
-        tiny(f"train.steps={N}", "drift.n_unc=4", "drift.cfg_alpha_max=3"),
+        tiny(f"train.steps={N}", *RESUMED),
         PlainReporter(staged),
         log=lambda s: None,
     )
     assert first.step == N
     ckpt = latest_checkpoint(PlainReporter(staged).checkpoint_root())
     second = train(
-        tiny(f"train.steps={2 * N}", "drift.n_unc=4", "drift.cfg_alpha_max=3"),
+        tiny(f"train.steps={2 * N}", *RESUMED),
         PlainReporter(staged),
         resume_from=ckpt,
         log=lambda s: None,

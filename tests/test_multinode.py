@@ -91,7 +91,8 @@ def test_smoke_study_submitted_to_two_nodes(tmp_path, kind):
         timeout=300,
     )
     assert analyze.returncode == 0, analyze.stdout[-3000:] + analyze.stderr[-3000:]
-    groups = table(parse_tables(analyze.stdout), "Summary per group")
+    groups = table(parse_tables(analyze.stdout), "Matched step")  # at the common step (rows: one per config)
     assert sorted(groups) == ["kernel=gaussian", "kernel=laplace"]
     assert all(row["n"] == "2" for row in groups.values())  # 2 kernels x 2 seeds
+    assert analyze.stdout.index("## Verdict") < analyze.stdout.index("## Matched step")
     assert (tmp_path / "analysis" / "summary.csv").stat().st_size > 0

@@ -48,6 +48,8 @@ def test_smoke_study_end_to_end(smoke_experiment):
         ("kernel=laplace", 1),
     ]
     assert "4 trials:" in stdout and f"raydrift analyze {experiment}" in stdout
+    assert "## Verdict: FID @" in stdout and stdout.index("## Verdict") < stdout.index("4 trials:")
+    assert "**Best: kernel=" in stdout
     assert json.loads((experiment / "study.json").read_text())["seeds"] == [0, 1]
     for d in trial_dirs(experiment):
         meta = json.loads((d / "meta.json").read_text())

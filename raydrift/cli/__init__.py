@@ -16,6 +16,8 @@ import sys
 
 import click
 
+from raydrift.errors import UserError
+
 # raydrift.cli is the only package that imports click (an import-linter contract in pyproject.toml).
 from .analyze import analyze
 from .encoder import encoder
@@ -24,7 +26,19 @@ from .train import presets, train
 from .tune import tune
 
 
-@click.group(help=__doc__)
+class _Main(click.Group):
+    """Prints a :class:`UserError` raised anywhere below as click's one-line ``Error: ...`` with its exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as err:
+            failure = click.ClickException(str(err))
+            failure.exit_code = err.exit_code
+            raise failure from None
+
+
+@click.group(cls=_Main, help=__doc__)
 @click.version_option(package_name="raydrift")
 def main() -> None:
     pass

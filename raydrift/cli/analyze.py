@@ -27,7 +27,8 @@ class _DefaultGroup(click.Group):
 
 @click.group(cls=_DefaultGroup)
 def analyze() -> None:
-    """Seed-averaged and matched-step tables (mean ± 95% CI), paired differences and plots.
+    """A verdict (configurations ranked at the common step, each tested against the best), then seed-averaged
+    and matched-step tables (mean ± 95% CI), paired differences and plots.
 
     `raydrift analyze DIR ...` runs the `report` subcommand (see `raydrift analyze report --help`).
 
@@ -91,7 +92,8 @@ def _wandb_options(f):
     multiple=True,
     type=int,
     metavar="N",
-    help="Matched-step table at step N (last value at or before N); repeatable.",
+    help="Matched-step table at step N (each run's last value at or before N; runs that ended before N are "
+    "left out); repeatable. The common step (the last step every finished run reached) always has one.",
 )
 @click.option(
     "--baseline",
@@ -127,7 +129,17 @@ def _wandb_options(f):
 )
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Write PNG plots (with --out).")
 @click.option(
-    "--digits", default=4, show_default=True, type=click.IntRange(0, 12), help="Decimals in the markdown tables."
+    "--digits",
+    default=None,
+    type=click.IntRange(0, 12),
+    help="Decimals of values without an interval (one seed, or equal values).  [default: 4 significant digits; "
+    "values with an interval follow it: 38.9 ± 3.7]",
+)
+@click.option(
+    "--rank-by",
+    default=None,
+    metavar="KEY",
+    help="Metric of the verdict (lower is better, IS-like: higher).  [default: the study's metric, else eval/fid]",
 )
 @click.option("--dry-run", is_flag=True, help="List the runs found and their groups, then stop.")
 @click.option(
@@ -155,6 +167,7 @@ def report(
     out,
     plots,
     digits,
+    rank_by,
     dry_run,
     wandb_path,
     wandb_dir,
@@ -165,7 +178,8 @@ def report(
     rename,
     seed_key,
 ):
-    """Tables (and, with --out, files and plots) for the runs under SOURCES (experiment directories)."""
+    """The verdict, then tables (and, with --out, files and plots) for the runs under SOURCES (experiment
+    directories)."""
     import polars as pl
 
     from analysis.grouping import GroupingError, make_grouping, where
@@ -207,6 +221,7 @@ def report(
             at_steps=at_steps,
             baseline=baseline,
             metrics=metrics or REPORT_METRICS,
+            rank_by=rank_by,
         )
     except (GroupingError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None

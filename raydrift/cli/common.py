@@ -7,6 +7,17 @@ from typing import Any
 import click
 
 from raydrift.config import Config
+from raydrift.errors import UsageError, check_name
+
+
+def name_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """click callback of ``--name``: a plain directory name (see :func:`raydrift.errors.check_name`)."""
+    if value is None:
+        return None
+    try:
+        return check_name(value, "experiment name" if ctx.command.name == "tune" else "run name")
+    except UsageError as err:
+        raise click.BadParameter(str(err)) from None
 
 
 def check_data(cfg: Config) -> None:
@@ -37,3 +48,37 @@ def run_summary(history: list[dict[str, Any]]) -> str:
     if last.get("eval/grid"):
         parts.append(f"samples: {last['eval/grid']}")
     return "\n  ".join(parts)
+
+
+def preflight(cfg: Config, address: str | None, what: str = "this run") -> None:
+    """Before anything is written: the cluster at ``address`` answers, or, for a local cluster, the workers of
+    ``cfg`` fit this machine (a remote cluster's resources are checked once connected)."""
+    from raydrift.orchestration.ray_train import check_reachable
+    from raydrift.orchestration.resources import check_fits, local_nodes
+
+    if address:
+        check_reachable(address)
+    else:
+        check_fits(cfg, local_nodes(), "this machine (a local Ray cluster)", what)
+
+
+def check_resources(cfg: Config, address: str | None, what: str = "this run") -> None:
+    """For a dry run: fail if the workers of ``cfg`` do not fit the cluster at ``address`` (connecting to it),
+    or this machine when there is none (what a local Ray cluster gets)."""
+    from raydrift.orchestration.resources import check_fits, cluster_nodes, local_nodes
+
+    if not address:
+        check_fits(cfg, local_nodes(), "this machine (a local Ray cluster)", what)
+        return
+    import ray
+
+    from raydrift.orchestration.ray_train import check_reachable, init_ray, shutdown_ray
+
+    check_reachable(address)
+    started = not ray.is_initialized()
+    init_ray(address)
+    try:
+        check_fits(cfg, cluster_nodes(), f"the cluster at {address}", what)
+    finally:
+        if started:
+            shutdown_ray()

@@ -9,8 +9,9 @@ import click
 
 from raydrift.config import PRESETS, Config, ConfigError, apply_overrides, describe_keys, get_preset, to_dict
 from raydrift.data.registry import dataset_info
+from raydrift.errors import UserError
 
-from .common import check_data, run_summary
+from .common import check_data, check_resources, name_option, preflight, run_summary
 
 
 def resolve_config(preset: str, sets: tuple[str, ...], name: str | None = None) -> tuple[Config, dict]:
@@ -38,12 +39,21 @@ def resolve_config(preset: str, sets: tuple[str, ...], name: str | None = None) 
     metavar="KEY=VALUE",
     help="Override a config key, e.g. --set drift.kernel=gaussian (repeatable; see --list-keys).",
 )
-@click.option("--name", default=None, help="Run name (default: the preset's name).")
+@click.option(
+    "--name",
+    default=None,
+    callback=name_option,
+    help="Run name, a plain directory name under output_dir (default: the preset's name).",
+)
 @click.option("--workers", type=int, default=None, help="Shortcut for --set scaling.num_workers=N.")
 @click.option("--gpu/--no-gpu", default=None, help="Shortcut for --set scaling.use_gpu=true/false.")
 @click.option("--address", default=None, help="Ray cluster address (e.g. auto); default: start a local one.")
 @click.option("--resume", is_flag=True, help="Continue an existing run of the same name from its last checkpoint.")
-@click.option("--overwrite", is_flag=True, help="Delete an existing run of the same name first.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Delete an existing run of the same name first (only a directory raydrift created).",
+)
 @click.option(
     "--max-failures",
     type=int,
@@ -70,7 +80,16 @@ def train(preset, sets, name, workers, gpu, address, resume, overwrite, max_fail
     check_data(cfg)
     from raydrift.orchestration import ray_train
 
+    if resume and overwrite:
+        raise click.UsageError("--resume continues a run and --overwrite deletes it: pass one of them")
+    if resume and not ray_train.run_exists(cfg):
+        raise click.ClickException(
+            f"nothing to resume: run {ray_train.run_dir_of(cfg)} does not exist (check --name and output_dir, or "
+            "drop --resume to start it)"
+        )
     if dry_run:
+        if not plain:
+            check_resources(cfg, address)
         click.echo(json.dumps(to_dict(cfg), indent=2))
         s = cfg.scaling
         classes = min(cfg.drift.classes_per_step, dataset_info(cfg.data.dataset).num_classes)
@@ -82,6 +101,8 @@ def train(preset, sets, name, workers, gpu, address, resume, overwrite, max_fail
             f"{cfg.output_dir}/{cfg.run_name}; eval every {cfg.eval.every} steps ({cfg.eval.feature_net} FID)"
         )
         return
+    if not plain:
+        preflight(cfg, address)
     if ray_train.run_exists(cfg):
         if overwrite:
             ray_train.remove_run(cfg)
@@ -103,6 +124,8 @@ def _train_ray(cfg: Config, overrides: dict, address: str | None, max_failures: 
     click.echo(f"raydrift: training {cfg.run_name} under Ray Train ({cfg.scaling.num_workers} worker(s))")
     try:
         result = run_training(cfg, overrides=overrides, address=address, max_failures=max_failures)
+    except UserError:  # said in full by the CLI
+        raise
     except Exception as err:  # Ray wraps worker errors; show the cause, not Ray's stack
         raise click.ClickException(f"training failed: {root_cause(err)}") from None
     if failure := failure_of(result, Path(cfg.output_dir).expanduser().resolve() / cfg.run_name):
@@ -114,28 +137,42 @@ def _train_ray(cfg: Config, overrides: dict, address: str | None, max_failures: 
 def _train_plain(cfg: Config, overrides: dict, resume: bool) -> None:
     from raydrift.evaluation.evaluator import Evaluator
     from raydrift.orchestration.ray_train import quiet_library_logs, write_run_files
-    from raydrift.training.checkpoint import latest_checkpoint
+    from raydrift.training.checkpoint import find_checkpoints, load_latest_good
+    from raydrift.training.loop import NonFiniteLossError
     from raydrift.training.loop import train as train_loop
     from raydrift.training.rundir import PlainReporter, read_history, run_meta
 
     quiet_library_logs()
     run_dir = Path(cfg.output_dir) / cfg.run_name
     meta = run_meta(run_name=cfg.run_name, preset=cfg.preset, seed=cfg.train.seed, overrides=overrides)
+    resume_from = None
+    if resume:
+        found = load_latest_good(find_checkpoints(run_dir), log=click.echo)
+        if found is None:
+            raise click.ClickException(
+                f"nothing to resume: run {run_dir} has no checkpoint (pass --overwrite to start it over)"
+            )
+        resume_from = found[0]
     write_run_files(run_dir, cfg, meta)
     reporter = PlainReporter(run_dir)
-    resume_from = latest_checkpoint(reporter.checkpoint_root()) if resume else None
-    train_loop(
-        cfg,
-        reporter,
-        resume_from=resume_from,
-        evaluator_factory=lambda c, d, dev: Evaluator(c, d, dev, run_dir / "samples").evaluate,
-        log=lambda s: click.echo(s),
-    )
+    try:
+        train_loop(
+            cfg,
+            reporter,
+            resume_from=resume_from,
+            evaluator_factory=lambda c, d, dev: Evaluator(c, d, dev, run_dir / "samples").evaluate,
+            log=lambda s: click.echo(s),
+        )
+    except NonFiniteLossError as err:
+        raise click.ClickException(
+            f"training failed: {err}; the run stopped there (lower optim.lr or raise optim.grad_clip, then start "
+            "it over with --overwrite)"
+        ) from None
     click.echo(f"done: {run_dir}\n  " + run_summary(read_history(run_dir)))
 
 
 @click.command()
 def presets() -> None:
-    """List the presets and what each is for."""
+    """List the presets and what each is for (the first line of each preset's docstring)."""
     for name, fn in PRESETS.items():
-        click.echo(f"{name:14s} {(fn.__doc__ or '').strip()}")
+        click.echo(f"{name:14s} {(fn.__doc__ or '').strip().splitlines()[0]}")

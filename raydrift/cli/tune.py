@@ -1,4 +1,5 @@
-"""``raydrift tune``: run a study file under Ray Tune, then print its per-trial summary."""
+"""``raydrift tune``: run a study file under Ray Tune, then print its verdict (``raydrift analyze``'s) and
+per-trial summary."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from typing import Any
 import click
 
 from raydrift.config import ConfigError
+from raydrift.errors import check_name
 
-from .common import check_data
+from .common import check_data, check_resources, name_option, preflight
 from .console import ray_output_to
 
 
@@ -22,7 +24,13 @@ from .console import ray_output_to
 @click.option("--time-budget", type=float, default=None, help="Stop the whole study after this many seconds.")
 @click.option("--max-concurrent", type=int, default=None, help="Trials at once (default: the study's).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Extra fixed override for every trial.")
-@click.option("--name", default=None, help="Experiment name (default: <study>-<preset>; stable so --resume works).")
+@click.option(
+    "--name",
+    default=None,
+    callback=name_option,
+    help="Experiment name, a plain directory name under --storage (default: <study>-<preset>; stable so --resume "
+    "works).",
+)
 @click.option(
     "--storage",
     default="runs/studies",
@@ -39,7 +47,11 @@ from .console import ray_output_to
 )
 @click.option("--resume", is_flag=True, help="Continue an interrupted study (finished trials are not re-run).")
 @click.option("--retry-failed", is_flag=True, help="With --resume: also retry failed trials from their checkpoints.")
-@click.option("--overwrite", is_flag=True, help="Delete an existing experiment of the same name first.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Delete an existing experiment of the same name first (only a directory raydrift created).",
+)
 @click.option("--dry-run", is_flag=True, help="Validate the study and list its trials; run nothing.")
 @click.option(
     "--verbose",
@@ -83,7 +95,7 @@ def tune(
     from raydrift.orchestration.race_driver import RaceFile, race_summary
     from raydrift.orchestration.ray_train import shutdown_ray
     from raydrift.orchestration.storage import exists as storage_exists
-    from raydrift.orchestration.storage import is_uri, join, remove_tree
+    from raydrift.orchestration.storage import is_uri, join, mark_created, remove_created
     from raydrift.orchestration.study import StudyError, describe, load_study, validate
     from raydrift.orchestration.tune import run_study
 
@@ -105,16 +117,18 @@ def tune(
             validate(study)
     except (StudyError, ConfigError) as err:
         raise click.ClickException(str(err)) from None
-    name = name or f"{study.name}-{study.preset}"
+    name = check_name(name or f"{study.name}-{study.preset}", "experiment name")
     storage = storage if is_uri(storage) else str(Path(storage).expanduser().resolve())
     experiment_dir = join(storage, name)
     if dry_run:
+        check_resources(study.base_config(), address, what="each trial")
         click.echo(describe(study, experiment_dir))
         return
     check_data(study.base_config())
+    preflight(study.base_config(), address, what="each trial")
     if storage_exists(experiment_dir) and not resume:
         if overwrite:
-            remove_tree(experiment_dir)
+            remove_created(experiment_dir, "experiment directory", "choose another --name")
         else:
             raise click.ClickException(
                 f"experiment {experiment_dir} exists: pass --resume to continue it, --overwrite to start over, "
@@ -127,6 +141,8 @@ def tune(
         )
     if resume and not storage_exists(experiment_dir):
         raise click.ClickException(f"nothing to resume: {experiment_dir} does not exist")
+    if not resume:
+        mark_created(experiment_dir, "study")
     click.echo(describe(study, experiment_dir, short=True))
     log_path = None if verbose else _ray_log(experiment_dir, name)
     if log_path is not None:
@@ -147,7 +163,8 @@ def tune(
             raise click.ClickException(f"interrupted; continue with: raydrift tune {study_file} --resume") from None
         finally:
             shutdown_ray()
-    click.echo("\n" + format_summary(rows))
+    click.echo("\n" + study_verdict(experiment_dir))
+    click.echo(format_summary(rows))
     if study.scheduler_type == "race" and (race := RaceFile(experiment_dir).read()):
         click.echo("\n" + format_race(race_summary(race)))
     if any(r["status"] == "unfinished" for r in rows):
@@ -162,6 +179,20 @@ def _ray_log(experiment_dir: str, name: str) -> Path:
     if is_uri(experiment_dir):
         return Path(tempfile.gettempdir()) / f"raydrift-{name}-ray.log"
     return Path(experiment_dir) / "ray.log"
+
+
+def study_verdict(experiment_dir: str) -> str:
+    """The verdict of ``raydrift analyze`` on the experiment (local storage only)."""
+    from raydrift.orchestration.storage import is_uri
+
+    if is_uri(experiment_dir):
+        return f"(no verdict printed for remote storage {experiment_dir}: copy it here, then raydrift analyze it)"
+    from analysis.report import verdict_markdown
+
+    try:
+        return verdict_markdown([experiment_dir])
+    except Exception as err:  # a finished study's results must not be lost to a reporting error
+        return f"no verdict ({type(err).__name__}: {err}); try: raydrift analyze {experiment_dir}"
 
 
 def format_summary(rows: list[dict[str, Any]]) -> str:

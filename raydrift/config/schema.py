@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 from raydrift.data.registry import DATASETS
+from raydrift.errors import UsageError, check_name
 from raydrift.method.kernels import KERNELS, NORMALIZATIONS
 
 DatasetName = Literal[tuple(DATASETS)]  # type: ignore[valid-type]
@@ -24,7 +25,7 @@ EncoderName = Literal["resnet18", "resnet50", "convnextv2", "dinov2", "mae"]  # 
 FeatureStat = Literal["loc", "global", "patch2", "patch4"]  # = method.features.STATS (tested)
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """A bad configuration key or value; the message says what was wrong and what is accepted."""
 
 
@@ -225,6 +226,10 @@ class OptimConfig(Section):
     """Gradient-norm clip (0 = off)."""
     ema_decay: Annotated[float, Range(ge=0, lt=1)] = 0.995
     """EMA decay per step of the evaluated generator."""
+    ema_warmup: bool = False
+    """Ramp the EMA decay as min(ema_decay, (1 + step) / (10 + step)), so that a short run's EMA is not
+    dominated by its first, untrained weights (a plain 0.995 EMA still holds 5% of the initial weights at
+    step 600); the study budgets turn it on."""
 
     def __post_init__(self):
         self.betas = tuple(float(b) for b in self.betas)
@@ -248,6 +253,12 @@ class TrainConfig(Section):
     """Checkpoints kept on disk (the newest)."""
     threads: Annotated[int, NON_NEGATIVE] = 0
     """torch CPU threads per worker (0 = leave torch's default)."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """bf16: generator and encoder forward under bf16 autocast (cpu or cuda); drift, loss, weights stay fp32."""
+    tf32: bool = True
+    """Let CUDA's float32 matmuls and convolutions use TF32 (never the drift field's); no effect on CPU."""
+    compile_model: bool = False
+    """torch.compile the generator for training (the first steps compile; the EMA copy stays eager)."""
 
 
 @dataclass
@@ -320,6 +331,11 @@ class Config:
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
     def __post_init__(self):
+        if self.name:
+            try:
+                check_name(self.name, "name")
+            except UsageError as err:
+                raise ConfigError(str(err)) from None
         if self.data.dataset == "toy2d":
             check(self.model.arch == "mlp", "dataset toy2d needs model.arch=mlp")
             check(self.eval.feature_net == "identity", "dataset toy2d needs eval.feature_net=identity")

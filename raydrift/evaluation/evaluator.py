@@ -157,9 +157,11 @@ class Evaluator:
             metrics["eval/grid"] = str(self.save_grid(generator, step))
         return metrics
 
-    def score(self, x: torch.Tensor) -> dict[str, Any]:
-        """FID (+ IS), diversity, provenance and yardsticks of samples ``x`` of :attr:`labels`, as shown
-        (uint8 images, or float images already through :func:`to_uint8`; toys: points as generated)."""
+    def score(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, Any]:
+        """FID (+ IS), diversity, provenance and yardsticks of samples ``x`` of ``labels`` (default
+        :attr:`labels`), as shown (uint8 images, or float images already through :func:`to_uint8`; toys:
+        points as generated)."""
+        labels = self.labels if labels is None else labels
         x = to_float(x).to(self.device)
         bs = self.cfg.eval.batch_size
         if self.net.has_logits:
@@ -168,7 +170,7 @@ class Evaluator:
             feats, logits = self.net.features(x, batch_size=bs), None
         metrics: dict[str, Any] = {
             "eval/fid": stats_to_fid(FeatureStats().update(feats), self.ref_stats),
-            "eval/diversity": within_class_diversity(_flat(x), self.labels),
+            "eval/diversity": within_class_diversity(_flat(x), labels),
         }
         if logits is not None:
             metrics["eval/is"], metrics["eval/is_std"] = inception_score(logits, from_logits=True)

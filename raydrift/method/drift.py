@@ -17,6 +17,9 @@ The default options reproduce the authors' reference code exactly (pinned by
 6. each temperature's force divided by its RMS over the whole call, summed over temperatures;
 7. loss: mean over samples and dims of ``(x / s - sg(x / s + V))^2`` with ``s = scale / sqrt(S)``.
 
+The field is always computed in full float32 (:func:`full_float32`: autocast and TF32 off), also inside a
+bf16 training step; only the regression's gradient takes the generated samples' dtype.
+
 Speed notes. Distances come from one batched matmul on group-centred data; the row and column
 softmaxes, the affinity and the coefficients live on ``[G, Cg, N]`` only (never ``[G, Cg, T, S]``);
 the target is detached, so the backward is the closed form ``-2 V / (s Cg S)`` and nothing of the
@@ -25,9 +28,10 @@ field is kept for autograd.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -105,7 +109,7 @@ def drift_loss(
         neg = gen.new_zeros(G, 0, S)
     taus = torch.tensor([float(t) for t in temperatures], dtype=torch.float32, device=gen.device)
     field = _compiled_field() if compile else drift_field
-    with torch.no_grad():
+    with torch.no_grad(), full_float32(gen.device):
         V, s, info = field(
             gen.detach().float(),
             pos.detach().float(),
@@ -137,14 +141,21 @@ def drift_field(
     G, Cg, S = x.shape
     Cn = y_neg.shape[1]
     k = Cg + Cn  # targets [:k] are negatives, [k:] positives
+    T = taus.shape[0]
     y = torch.cat([x, y_neg, y_pos], dim=1)  # [G, N, S]
     y = y - y.mean(dim=1, keepdim=True)  # distances and forces are translation invariant
-    x = y[:, :Cg]
+    N = y.shape[1]
+    gram = _gram_is_cheaper(Cg, N, S, T)
 
     # 1. Distances from one matmul: |x|^2 + |y|^2 - 2 x.y, the self pair exactly zero.
-    y_sq = y.square().sum(-1)  # [G, N]
-    d2 = torch.baddbmm(y_sq[:, None, :], x, y.transpose(1, 2), alpha=-2.0)
-    d2.add_(y_sq[:, :Cg, None])
+    if gram:  # the whole Gram matrix: its first Cg rows give the distances, all of it the forces' norms
+        K = torch.bmm(y, y.transpose(1, 2))  # [G, N, N]
+        y_sq = K.diagonal(dim1=1, dim2=2)
+        d2 = (y_sq[:, :Cg, None] + y_sq[:, None, :]).sub_(K[:, :Cg], alpha=2.0)
+    else:
+        y_sq = y.square().sum(-1)  # [G, N]
+        d2 = torch.baddbmm(y_sq[:, None, :], y[:, :Cg], y.transpose(1, 2), alpha=-2.0)
+        d2.add_(y_sq[:, :Cg, None])
     d2[:, :, :Cg].diagonal(dim1=1, dim2=2).zero_()
     dist = d2.clamp_min_(_D2_FLOOR).sqrt_()  # [G, Cg, N]
 
@@ -153,7 +164,7 @@ def drift_field(
         scale = dist.mean()
         w = None
     else:
-        w = torch.cat([x.new_ones(G, Cg), w_neg, x.new_ones(G, y.shape[1] - k)], dim=1)  # [G, N]
+        w = torch.cat([x.new_ones(G, Cg), w_neg, x.new_ones(G, N - k)], dim=1)  # [G, N]
         scale = (dist.sum(1) * w).sum() / (Cg * w.sum())
     s = (scale / math.sqrt(S)).clamp_min(_SCALE_FLOOR)
 
@@ -162,23 +173,45 @@ def drift_field(
     energy[:, :, :Cg].diagonal(dim1=1, dim2=2).add_(SELF_MASK)
     energy = KERNELS[kernel].energy(energy)
 
-    V = torch.zeros_like(x)
+    # 4.-6. Per temperature the force coefficients c [G, Cg, N] (force f = c @ y / s) and the force's mean
+    # square; the field is linear in the coefficients: V = sum_t f_t / rms_t = (sum_t c_t / rms_t) @ y / s.
+    if gram:  # mean squares from the Gram matrix, then one product with y for all temperatures
+        coefs = torch.stack([_coefficients(energy, taus[i], k, w, normalization, affinity_floor) for i in range(T)], 1)
+        flat = coefs.view(G, T * Cg, N)
+        force_ms = (torch.bmm(flat, K).mul_(flat)).view(G, T, Cg * N).sum((0, 2)) / (G * Cg * S) / s.square()
+        inv_rms = force_ms.clamp_min(_FORCE_MS_FLOOR).rsqrt()
+        V = torch.bmm((coefs * inv_rms[None, :, None, None]).sum(1), y).div_(s)
+        return V, s, {"scale": scale, "force_ms": force_ms}
+    V = torch.zeros_like(y[:, :Cg])
     force_ms = []
-    for i in range(taus.shape[0]):
-        a = _affinity(energy, taus[i], k, normalization, affinity_floor)
-        if w is not None:
-            a.mul_(w[:, None, :])
-        # 5. Cross-weighting: repulsion scaled by total attraction and vice versa.
-        a_neg, a_pos = a[..., :k], a[..., k:]
-        sum_pos = a_pos.sum(-1, keepdim=True)
-        sum_neg = a_neg.sum(-1, keepdim=True)
-        a_neg.mul_(sum_pos.neg())
-        a_pos.mul_(sum_neg)
-        f = torch.bmm(a, y).div_(s)  # coefficients sum to 0 per sample: no "- x" term needed
+    for i in range(T):
+        f = torch.bmm(_coefficients(energy, taus[i], k, w, normalization, affinity_floor), y).div_(s)
         ms = f.square().mean()
         force_ms.append(ms)
         V.addcdiv_(f, ms.clamp_min(_FORCE_MS_FLOOR).sqrt())
     return V, s, {"scale": scale, "force_ms": torch.stack(force_ms)}
+
+
+def _gram_is_cheaper(Cg: int, N: int, S: int, T: int) -> bool:
+    """Multiply-adds: Gram ``y y^T`` + norms ``c K c^T`` + one ``c @ y``, against distances + ``T`` forces."""
+    return N * N * S + T * Cg * N * N + Cg * N * S < (1 + T) * Cg * N * S
+
+
+def _coefficients(
+    energy: torch.Tensor, tau: torch.Tensor, k: int, w: torch.Tensor | None, normalization: str, floor: float
+) -> torch.Tensor:
+    """Force coefficients ``[G, Cg, N]`` at temperature ``tau``: affinities, cross-weighted (step 5)."""
+    a = _affinity(energy, tau, k, normalization, floor)
+    if w is not None:
+        a.mul_(w[:, None, :])
+    # Repulsion scaled by total attraction and vice versa; the coefficients sum to 0 per sample, so the
+    # force needs no "- x" term.
+    a_neg, a_pos = a[..., :k], a[..., k:]
+    sum_pos = a_pos.sum(-1, keepdim=True)
+    sum_neg = a_neg.sum(-1, keepdim=True)
+    a_neg.mul_(sum_pos.neg())
+    a_pos.mul_(sum_neg)
+    return a
 
 
 def _affinity(energy: torch.Tensor, tau: torch.Tensor, k: int, normalization: str, floor: float) -> torch.Tensor:
@@ -213,6 +246,22 @@ def _check_inputs(gen, pos, neg, weight_neg, temperatures, kernel, normalization
 
 
 _COMPILED: dict[str, object] = {}
+
+
+@contextlib.contextmanager
+def full_float32(device: torch.device) -> Iterator[None]:
+    """Autocast off and, on CUDA, no TF32 for float32 matmuls: the field is computed in full float32 even
+    inside a bf16 training step (``train.precision=bf16``) or with ``train.tf32`` on."""
+    with torch.autocast(device.type, enabled=False):
+        if device.type != "cuda":
+            yield
+            return
+        previous = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
+        try:
+            yield
+        finally:
+            torch.set_float32_matmul_precision(previous)
 
 
 def _compiled_field():

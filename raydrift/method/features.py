@@ -121,15 +121,16 @@ class FeatureObjective:
     ``x [G, Cg, C, H, W]`` (generated, with grad) against ``pos [G, Cp, C, H, W]`` and optional extra
     negatives ``neg [G, Cn, C, H, W]`` weighted by ``weight_neg [G, Cn]``. The encoder runs once on the
     generated images (with grad: it is frozen, but gradients flow through it into the generator) and once
-    on positives and negatives together (no grad), under bf16 autocast on CUDA if ``cfg.encoder_bf16``.
+    on positives and negatives together (no grad), under bf16 autocast on CUDA if ``cfg.encoder_bf16``, and
+    on any device if ``bf16`` (``train.precision=bf16``). The keys are float32 either way.
     """
 
-    def __init__(self, cfg: DriftConfig, encoder: Encoder):
-        self.cfg, self.encoder = cfg, encoder
+    def __init__(self, cfg: DriftConfig, encoder: Encoder, *, bf16: bool = False):
+        self.cfg, self.encoder, self.bf16 = cfg, encoder, bf16
 
     def feature_sets(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{key: [B, L, D]}`` of images ``x [B, C, H, W]``."""
-        bf16 = self.cfg.encoder_bf16 and x.device.type == "cuda"
+        bf16 = self.bf16 or (self.cfg.encoder_bf16 and x.device.type == "cuda")
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
             maps = self.encoder(x) if self.cfg.feature_stats else {}
         c = self.cfg

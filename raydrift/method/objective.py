@@ -62,12 +62,14 @@ def build_objective(
     train_images: Callable[[], torch.Tensor] | None = None,
     cache_dir: str | Path = "",
     log: Callable[[str], None] | None = print,
+    bf16: bool = False,
 ) -> Objective:
     """``PixelObjective``, or for ``space=feature`` a ``FeatureObjective`` with ``cfg.encoder`` on ``device``.
 
     ``sample_shape`` (``(C, H, W)``) and ``dataset`` let the encoder check its input and name the dataset in
     its errors. ``encoder_weights=auto`` trains (or loads from ``cache_dir``) the MAE on ``train_images()``
-    (the train split, uint8 ``[N, C, H, W]``).
+    (the train split, uint8 ``[N, C, H, W]``). ``bf16`` (``train.precision=bf16``) runs the encoder under
+    bf16 autocast on any device; the drift is float32 in every case.
     """
     if cfg.space == "pixel":
         return PixelObjective(cfg)
@@ -101,4 +103,4 @@ def build_objective(
         dataset=dataset,
         device=device,
     )
-    return FeatureObjective(cfg, encoder)
+    return FeatureObjective(cfg, encoder, bf16=bf16)

@@ -13,14 +13,17 @@ import os
 import shutil
 import socket
 import tempfile
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from raydrift.config import Config, from_dict, to_dict
-from raydrift.training.rundir import CONFIG_FILE, META_FILE, METRICS_FILE, append_record, run_meta
+from raydrift.errors import UserError
+from raydrift.training.rundir import CONFIG_FILE, MARKER_FILE, META_FILE, METRICS_FILE, append_record, marker, run_meta
 
-from .storage import RunDirMirror, is_uri, read_text, write_json_files
+from .resources import check_fits, cluster_nodes
+from .storage import RunDirMirror, is_uri, read_text, remove_created, write_json_files
 
 # Set before Ray starts; the driver's RAY_TRAIN_* variables reach the controller and workers.
 RAY_ENV_DEFAULTS = {
@@ -47,7 +50,15 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, temp_di
         return
     address = address or os.environ.get("RAY_ADDRESS")  # e.g. inside `ray job submit`
     if address:
-        context = ray.init(address=address, log_to_driver=True)
+        check_reachable(address)
+        try:
+            context = ray.init(address=address, log_to_driver=True)
+        except Exception as err:
+            raise RayStartError(
+                f"could not connect to the Ray cluster at {address} ({type(err).__name__}: {_first_line(err)}). "
+                f"Check that the cluster is up (`ray status --address {address}` on its head node) and that this "
+                "machine can reach it, or leave --address out (and unset RAY_ADDRESS) to start a local cluster."
+            ) from None
         # An inherited RAY_API_SERVER_ADDRESS (e.g. from a local cluster this shell started earlier) would
         # send Train's state-API calls to that other cluster: point it at the one we joined.
         if context.dashboard_url:
@@ -59,17 +70,58 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, temp_di
     # (the next trials wait forever). Pin the address for every process of this cluster instead.
     port = _free_port()
     os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
-    ray.init(
-        num_cpus=num_cpus,
-        include_dashboard=True,
-        dashboard_host="127.0.0.1",
-        dashboard_port=port,
-        object_store_memory=256 * 2**20,
-        _temp_dir=temp_dir,
-        log_to_driver=True,
-        configure_logging=True,
-        logging_level="WARNING",
-    )
+    try:
+        ray.init(
+            num_cpus=num_cpus,
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            dashboard_port=port,
+            object_store_memory=256 * 2**20,
+            _temp_dir=temp_dir,
+            log_to_driver=True,
+            configure_logging=True,
+            logging_level="WARNING",
+        )
+    except Exception as err:  # e.g. "The current node timed out during startup" on a loaded machine
+        if ray.is_initialized():
+            ray.shutdown()
+        raise RayStartError(
+            f"could not start a local Ray cluster ({type(err).__name__}: {_first_line(err)}). This happens when "
+            "the machine is too loaded or short of memory for Ray's processes to start in time (another study or "
+            f"a test suite running), or when the temp directory ({temp_dir or os.environ.get('RAY_TMPDIR', '/tmp')}) "
+            "is full or cannot be written. Try again when the machine is less busy, point RAY_TMPDIR at a directory with room, or run "
+            "on a started cluster with --address."
+        ) from None
+
+
+class RayStartError(UserError):
+    """Ray could not be started or reached; the message says what to try."""
+
+
+CONNECT_TIMEOUT_S = float(os.environ.get("RAYDRIFT_CONNECT_TIMEOUT_S", "10"))
+
+
+def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail within ``timeout_s`` if nothing listens at ``address`` (``host:port`` or ``ray://host:port``);
+    ``ray.init`` itself retries an unreachable address for minutes. ``auto`` is left to Ray."""
+    target = address.split("://", 1)[-1]
+    host, sep, port = target.rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as err:
+        reason = "no answer" if isinstance(err, TimeoutError) else (err.strerror or str(err))
+        raise RayStartError(
+            f"cannot reach a Ray cluster at {address} ({reason}; waited up to {timeout_s:g} s). Check the address "
+            "(the head node's IP and GCS port, 6379 by default; `ray status` on the head prints it), that the "
+            "cluster is up and that a firewall lets this machine in, or leave --address out to start a local cluster."
+        ) from None
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [""])[0][:300]
 
 
 def shutdown_ray() -> None:
@@ -183,9 +235,9 @@ def train_worker(loop_config: dict[str, Any]) -> None:
             group=w.get("group", ""),
             name=w.get("name", cfg.run_name),
         )
-    checkpoint = ray.train.get_checkpoint()
+    log = (lambda s: print(s, flush=True)) if rank == 0 else (lambda s: None)
     try:
-        with checkpoint.as_directory() if checkpoint else nullcontext(None) as ckpt_dir:
+        with usable_checkpoint(ray.train.get_checkpoint(), log) as ckpt_dir:
             train(
                 cfg,
                 reporter,
@@ -194,7 +246,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
                 device=device,
                 resume_from=Path(ckpt_dir) if ckpt_dir else None,
                 evaluator_factory=make_evaluator,
-                log=(lambda s: print(s, flush=True)) if rank == 0 else (lambda s: None),
+                log=log,
             )
     except NonFiniteLossError as err:
         reporter.report({"step": err.step, "failure": str(err)})
@@ -202,6 +254,57 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         if reporter is not base:
             reporter.finish()
         base.finish()
+
+
+@contextmanager
+def usable_checkpoint(checkpoint, log: Callable[[str], None]) -> Iterator[Path | None]:
+    """The local directory of ``checkpoint`` (a ``ray.train.Checkpoint``, or None) if it loads, else of the
+    newest older checkpoint of the same run that does, saying so through ``log``; a
+    :class:`~raydrift.training.checkpoint.CheckpointError` when none does. So a damaged newest checkpoint
+    costs one fallback instead of every ``max_failures`` retry."""
+    from raydrift.training.checkpoint import CheckpointError, load_checkpoint
+
+    if checkpoint is None:
+        yield None
+        return
+    problems = []
+    for candidate in [checkpoint, *older_checkpoints(checkpoint)]:
+        with candidate.as_directory() as local:
+            try:
+                state = load_checkpoint(local)
+            except CheckpointError as err:
+                problems.append(str(err))
+                log(f"warning: skipping checkpoint {candidate.path}: {err}; trying the previous one")
+                continue
+            if problems:
+                log(f"falling back to checkpoint {candidate.path} (step {state['step']}), the newest one that loads")
+            del state
+            yield Path(local)
+            return
+    raise CheckpointError("no usable checkpoint: " + "; ".join(problems))
+
+
+def older_checkpoints(checkpoint) -> list:
+    """The other checkpoints of ``checkpoint``'s run (its sibling ``checkpoint_*`` directories), highest step
+    first (from their ``checkpoint.json``; name order, i.e. save time, for those without one)."""
+    import ray.train
+    from pyarrow import fs
+
+    from raydrift.training.checkpoint import INFO_FILE
+
+    filesystem, path = checkpoint.filesystem, str(checkpoint.path).rstrip("/")
+    parent = path.rsplit("/", 1)[0]
+    found = []
+    for info in filesystem.get_file_info(fs.FileSelector(parent)):
+        if info.type != fs.FileType.Directory or not info.base_name.startswith("checkpoint_") or info.path == path:
+            continue
+        try:
+            with filesystem.open_input_stream(f"{info.path}/{INFO_FILE}") as f:
+                step = int(json.loads(f.read().decode())["step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            step = -1
+        found.append((step, info.base_name, info.path))
+    return [ray.train.Checkpoint(p, filesystem=filesystem) for _, _, p in sorted(found, reverse=True)]
 
 
 def failure_of(result, run_dir: str | Path | None = None) -> str | None:
@@ -260,8 +363,8 @@ def make_trainer(
 
 
 def write_run_files(run_dir: str | Path, cfg: Config, meta: dict[str, Any]) -> None:
-    """``config.json`` and ``meta.json`` into ``run_dir`` (a path or a storage URI)."""
-    write_json_files(run_dir, {CONFIG_FILE: to_dict(cfg), META_FILE: meta})
+    """``config.json``, ``meta.json`` and the marker file into ``run_dir`` (a path or a storage URI)."""
+    write_json_files(run_dir, {MARKER_FILE: marker("run"), CONFIG_FILE: to_dict(cfg), META_FILE: meta})
 
 
 def run_training(
@@ -271,8 +374,10 @@ def run_training(
     address: str | None = None,
     max_failures: int = 0,
 ):
-    """Run ``cfg`` under Ray Train; returns the ``ray.train.Result``. Raises on failure."""
+    """Run ``cfg`` under Ray Train; returns the ``ray.train.Result``. Raises on failure (a
+    :class:`~raydrift.orchestration.resources.ResourcesError` before anything starts if the cluster is too small)."""
     init_ray(address)
+    check_fits(cfg, cluster_nodes())
     storage = str(Path(cfg.output_dir).expanduser().resolve())
     from .wandb_logger import run_id
 
@@ -291,10 +396,16 @@ def run_training(
     return trainer.fit()
 
 
+def run_dir_of(cfg: Config) -> Path:
+    """``<output_dir>/<run name>``: always a child of ``output_dir`` (the config checks the name)."""
+    return Path(cfg.output_dir).expanduser().resolve() / cfg.run_name
+
+
 def run_exists(cfg: Config) -> bool:
-    run_dir = Path(cfg.output_dir).expanduser().resolve() / cfg.run_name
-    return run_dir.exists() and any(run_dir.iterdir())
+    run_dir = run_dir_of(cfg)
+    return run_dir.is_symlink() or (run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())))
 
 
 def remove_run(cfg: Config) -> None:
-    shutil.rmtree(Path(cfg.output_dir).expanduser().resolve() / cfg.run_name, ignore_errors=True)
+    """Delete the run directory of ``cfg``, only if raydrift made it (see :func:`storage.remove_created`)."""
+    remove_created(run_dir_of(cfg), "run directory", "choose another --name")

@@ -17,7 +17,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from raydrift.training.rundir import METRICS_FILE, write_json
+from raydrift.errors import UserError
+from raydrift.training.rundir import MARKER_FILE, METRICS_FILE, marker, write_json
 
 LOCAL_UNTIL_CLOSE = ("wandb",)  # W&B's own directory grows with every step: uploaded once, at the end
 
@@ -99,10 +100,23 @@ def exists(path: str | os.PathLike) -> bool:
     return filesystem.get_file_info(inner).type != fs.FileType.NotFound
 
 
-def remove_tree(path: str | os.PathLike) -> None:
-    """Delete a directory tree at a path or a URI."""
+def mark_created(path: str | os.PathLike, kind: str) -> None:
+    """Create the directory ``path`` (a path or a URI) if needed and mark it as made by raydrift."""
+    write_json_files(path, {MARKER_FILE: marker(kind)})
+
+
+def remove_created(path: str | os.PathLike, what: str, hint: str) -> None:
+    """Delete the directory tree ``path`` (a path or a URI), only if raydrift created it (its marker file is
+    there); otherwise raise :class:`UserError` and delete nothing. ``hint`` says how to avoid the clash."""
+    if not is_uri(path) and Path(path).is_symlink():
+        raise UserError(f"{path} is a symbolic link: not deleting what it points to; remove it yourself or {hint}")
+    if read_text(path, MARKER_FILE) is None:
+        raise UserError(
+            f"{what} {path} was not created by raydrift (no {MARKER_FILE} marker file in it), so --overwrite "
+            f"does not delete it; delete it yourself if you mean to, or {hint}"
+        )
     if not is_uri(path):
-        shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(path)
         return
     filesystem, inner = _open(str(path))
     filesystem.delete_dir(inner)

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from raydrift.data.registry import dataset_info
-from raydrift.training.rundir import read_history, run_meta
+from raydrift.training.rundir import MARKER_FILE, marker, read_history, run_meta
 
 from .progress import StudyProgress, error_text
 from .race_driver import RaceFile, race_summary
+from .resources import check_fits, cluster_nodes
 from .storage import is_uri, join, write_json_files
 from .study import Study, group_id, group_label, resolved
 
@@ -165,6 +166,7 @@ def run_study(
 
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # non-eval reports lack eval/fid
     init_ray(address)
+    check_fits(study.base_config(), cluster_nodes(), what="each trial")
     experiment_dir = join(storage, name)
     if resume and retry_failed and study.scheduler_type == "race":
         raise ValueError(
@@ -182,7 +184,7 @@ def run_study(
             restart_errored=False,
         )
     else:
-        write_json_files(experiment_dir, {STUDY_FILE: resolved(study)})
+        write_json_files(experiment_dir, {MARKER_FILE: marker("study"), STUDY_FILE: resolved(study)})
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,

@@ -1,10 +1,20 @@
-"""Training checkpoints: one directory per save, written atomically, holding everything exact resume needs."""
+"""Training checkpoints: one directory per save, written atomically, holding everything exact resume needs.
+
+A checkpoint directory holds ``state.pt`` (tensors and plain data only: it is loaded with
+``torch.load(weights_only=True)``, which refuses anything a pickle could run) and ``checkpoint.json``
+(its step, size and SHA-256), so a truncated or altered ``state.pt`` is found before it is used and the
+previous good checkpoint is used instead (:func:`load_latest_good`).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import pickle
 import re
 import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +22,16 @@ import torch
 import torch.distributed as dist
 
 from raydrift.data.queues import ClassQueues
+from raydrift.errors import UserError
 
 STATE_FILE = "state.pt"
+INFO_FILE = "checkpoint.json"  # {"step", "bytes", "sha256"} of state.pt, written with it
+REQUIRED_KEYS = ("step", "images_seen", "stage", "model", "ema", "optimizer", "queues", "config")
 _STEP_DIR = re.compile(r"^step_(\d{9})$")
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be used: missing, truncated, altered, or holding more than tensors and data."""
 
 
 def step_dir(root: Path, step: int) -> Path:
@@ -34,6 +51,8 @@ def save_checkpoint(root: str | os.PathLike, step: int, state: dict[str, Any], k
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     torch.save(state, tmp / STATE_FILE)
+    info = {"step": int(step), "bytes": (tmp / STATE_FILE).stat().st_size, "sha256": _sha256(tmp / STATE_FILE)}
+    (tmp / INFO_FILE).write_text(json.dumps(info))
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     if keep is not None:
@@ -57,12 +76,109 @@ def latest_checkpoint(root: str | os.PathLike) -> Path | None:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint dir (or its ``state.pt``) onto the CPU."""
+    """Load a checkpoint dir (or its ``state.pt``) onto the CPU after checking it; a :class:`CheckpointError`
+    says what is wrong with one that cannot be used. Nothing in the file is executed (``weights_only``)."""
     path = Path(path)
     file = path / STATE_FILE if path.is_dir() else path
-    if not file.exists():
-        raise FileNotFoundError(f"no checkpoint at {path} (expected {STATE_FILE} inside a step_<n> directory)")
-    return torch.load(file, map_location="cpu", weights_only=False)
+    if not file.is_file():
+        raise CheckpointError(f"no checkpoint at {path} (expected {STATE_FILE} inside a checkpoint directory)")
+    info = _read_info(file.parent / INFO_FILE)
+    if info is not None:
+        size = file.stat().st_size
+        if size != info.get("bytes") or _sha256(file) != info.get("sha256"):
+            raise CheckpointError(
+                f"{file} is damaged: {size} bytes whose SHA-256 does not match the {info.get('bytes')} bytes "
+                f"recorded in {INFO_FILE} when it was saved (truncated or altered since)"
+            )
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{file} holds objects other than tensors and plain data, so it was not loaded (unpickling them could "
+            f"run code); only load checkpoints that raydrift wrote ({_first_line(err)})"
+        ) from None
+    except Exception as err:  # zip/pickle framing errors of a cut or garbled file
+        raise CheckpointError(
+            f"{file} is damaged or not a checkpoint ({type(err).__name__}: {_first_line(err)})"
+        ) from None
+    missing = [k for k in REQUIRED_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"{file} is not a raydrift training checkpoint (no {', '.join(missing)})")
+    return state
+
+
+def checkpoint_step(path: str | os.PathLike) -> int | None:
+    """The step of the checkpoint directory ``path`` from its ``checkpoint.json`` or its ``step_<n>`` name;
+    None when neither says (an older checkpoint: load it to know)."""
+    path = Path(path)
+    info = _read_info(path / INFO_FILE)
+    if info is not None and isinstance(info.get("step"), int):
+        return info["step"]
+    m = _STEP_DIR.match(path.name)
+    return int(m.group(1)) if m else None
+
+
+def find_checkpoints(root: str | os.PathLike) -> list[Path]:
+    """Every checkpoint directory (one holding ``state.pt``) anywhere under ``root``, newest step first.
+
+    Partial saves are skipped: a directory whose path (below ``root``) has a part starting with ``.``, e.g.
+    ``.tmp_step_*``. The order is by step, never by file time (a copy may not keep times); a checkpoint whose
+    step no file records is loaded to read it, and one that does not load sorts last."""
+    root = Path(root)
+    found = []
+    for file in root.rglob(STATE_FILE):
+        rel = file.parent.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        step = checkpoint_step(file.parent)
+        if step is None:
+            try:
+                step = int(load_checkpoint(file.parent)["step"])
+            except CheckpointError:
+                step = -1
+        found.append((step, file.parent))
+    return [p for _, p in sorted(found, key=lambda sp: (sp[0], str(sp[1])), reverse=True)]
+
+
+def load_latest_good(
+    candidates: Iterable[Path], log: Callable[[str], None] = print
+) -> tuple[Path, dict[str, Any]] | None:
+    """The first checkpoint of ``candidates`` (newest first) that loads, and its state; every one skipped is
+    logged with the reason. None when there are no candidates; :class:`CheckpointError` when none loads."""
+    problems = []
+    for path in candidates:
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError as err:
+            problems.append(str(err))
+            log(f"warning: skipping checkpoint {path}: {err}; trying the previous one")
+            continue
+        if problems:
+            log(f"falling back to checkpoint {path} (step {state['step']}), the newest one that loads")
+        return path, state
+    if problems:
+        raise CheckpointError("no usable checkpoint: " + "; ".join(problems))
+    return None
+
+
+def _sha256(file: Path) -> str:
+    h = hashlib.sha256()
+    with open(file, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_info(path: Path) -> dict[str, Any] | None:
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [""])[0][:200]
 
 
 def training_state(

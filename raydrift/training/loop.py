@@ -29,6 +29,7 @@ from raydrift.nets.generators import Generator, GeneratorInputs, build_generator
 
 from .checkpoint import load_checkpoint, restore_training_state, save_checkpoint, training_state
 from .exchange import gather_step
+from .precision import autocast, check_precision, configure_matmul, maybe_compile
 
 if TYPE_CHECKING:
     from raydrift.config.schema import Config, DriftConfig
@@ -66,6 +67,11 @@ def learning_rate(cfg: Config, step: int) -> float:
     return cfg.optim.lr * (min(1.0, (step + 1) / warm) if warm else 1.0)
 
 
+def ema_decay(decay: float, step: int, warmup: bool) -> float:
+    """The EMA decay applied after optimizer step ``step`` (0-based); with ``warmup``, ramped up from 0.1."""
+    return min(decay, (1 + step) / (10 + step)) if warmup else decay
+
+
 def train(
     cfg: Config,
     reporter: Reporter,
@@ -76,11 +82,18 @@ def train(
     resume_from: Path | None = None,
     evaluator_factory: EvaluatorFactory | None = None,
     log: Callable[[str], None] = print,
+    stop: Callable[[TrainState], bool] | None = None,
 ) -> TrainState:
-    """Train ``cfg`` on this worker until ``cfg.train.steps``; returns the final state."""
+    """Train ``cfg`` on this worker until ``cfg.train.steps``; returns the final state.
+
+    ``stop`` (plain processes, e.g. a wall-clock budget; one worker) is asked after every step: True makes
+    this step the last, with the final report, evaluation and checkpoint of ``cfg.train.steps``.
+    """
     device = torch.device(device)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    check_precision(cfg.train.precision, device)
+    configure_matmul(device, cfg.train.tf32)
     d, seed, steps = cfg.drift, cfg.train.seed, cfg.train.steps
 
     # Set up data, generator, EMA, optimizer, objective.
@@ -101,6 +114,7 @@ def train(
         train_images=lambda: data.x.cpu(),
         cache_dir=cfg.eval.cache_dir,
         log=log,
+        bf16=cfg.train.precision == "bf16",
     )
     state = TrainState()
 
@@ -113,6 +127,7 @@ def train(
     model = net
     if world_size > 1:
         model = DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
+    model = maybe_compile(model, cfg.train.compile_model)
     evaluate = evaluator_factory(cfg, data, device) if (evaluator_factory and rank == 0) else None
     G = min(d.classes_per_step, K)
     images_per_step = G * d.n_neg * world_size
@@ -145,7 +160,9 @@ def train(
         lr = learning_rate(cfg, step)
         for group in opt.param_groups:
             group["lr"] = lr
-        x = model(inputs.noise, inputs.labels, inputs.alpha, inputs.style).view(G, d.n_neg, *data.sample_shape)
+        with autocast(cfg.train.precision, device):
+            x = model(inputs.noise, inputs.labels, inputs.alpha, inputs.style)
+        x = x.float().view(G, d.n_neg, *data.sample_shape)  # the drift and loss are float32
         loss_scale = 1
         if d.exchange == "gather" and world_size > 1:
             x, pos, neg, w_neg, loss_scale = gather_step(x, pos, neg, w_neg)
@@ -157,12 +174,15 @@ def train(
         opt.step()
 
         # Update EMA.
+        decay = ema_decay(cfg.optim.ema_decay, state.step, cfg.optim.ema_warmup)
         with torch.no_grad():
             for p_ema, p in zip(ema.parameters(), net.parameters()):
-                p_ema.lerp_(p, 1 - cfg.optim.ema_decay)
+                p_ema.lerp_(p, 1 - decay)
         state.step += 1
         state.images_seen += images_per_step
         meter.add(loss, info, grad_norm, taus)
+        if stop is not None and state.step < steps and stop(state):
+            steps = state.step  # is_eval_step reads it: this step gets the final report and checkpoint
 
         # Report.
         if state.step % cfg.train.log_every == 0 or is_eval_step(state.step):

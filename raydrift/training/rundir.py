@@ -1,6 +1,7 @@
 """The run-directory format: what a run writes and every reader (``raydrift analyze`` included) reads.
 
-A run directory holds ``config.json`` (the resolved config), ``meta.json`` (:func:`run_meta`: experiment,
+A run directory holds ``.raydrift`` (:data:`MARKER_FILE`: raydrift made it, so ``--overwrite`` may
+delete it), ``config.json`` (the resolved config), ``meta.json`` (:func:`run_meta`: experiment,
 trial id, group, seed, overrides), ``metrics.jsonl``, ``samples/step_*.png``, and ``evaluations.jsonl``
 (``raydrift evaluate``'s results under other protocols).
 
@@ -24,6 +25,12 @@ METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
 META_FILE = "meta.json"
 EVALUATIONS_FILE = "evaluations.jsonl"  # `raydrift evaluate` results (other protocols than the run's own)
+MARKER_FILE = ".raydrift"  # written into every run and study directory raydrift creates; --overwrite needs it
+
+
+def marker(kind: str) -> dict[str, Any]:
+    """The content of :data:`MARKER_FILE` for a ``kind`` (``run`` or ``study``) directory."""
+    return {"created_by": "raydrift", "kind": kind}
 
 
 def append_record(run_dir: str | os.PathLike, record: dict[str, Any], name: str = METRICS_FILE) -> None:
