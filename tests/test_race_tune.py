@@ -260,3 +260,16 @@ def test_hyperopt_race_asks_hyperopt_per_group_and_tells_it_the_groups_mean(tmp_
     assert [(t["state"], t["result"]["loss"]) for t in trials.trials] == [(JOB_STATE_DONE, 20.5)]  # h0's mean
     assert trials.count_by_state_unsynced(JOB_STATE_ERROR) == 1  # h1 failed: an error, not a result
     assert d.race.status("h1") == "failed" and "h2" not in {g for g, _ in d.trials.values()}
+
+
+def test_cli_dry_run_describes_the_race_and_refuses_retry_failed(tmp_path):
+    from click.testing import CliRunner
+
+    from raydrift.cli import main
+
+    kernels = str(REPO / "search_spaces" / "kernels.py")
+    out = CliRunner().invoke(main, ["tune", kernels, "--dry-run", "--storage", str(tmp_path)])
+    assert out.exit_code == 0 and "8 configurations x 2-8 seeds" in out.output
+    assert "race (eta 2, first rung at step 300, 95% Holm)" in out.output and "x seeds raced" in out.output
+    out = CliRunner().invoke(main, ["tune", kernels, "--resume", "--retry-failed", "--storage", str(tmp_path)])
+    assert out.exit_code == 2 and "--retry-failed does not apply to a race study" in out.output

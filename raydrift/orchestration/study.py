@@ -8,7 +8,8 @@ A study file sets module-level names (only ``SPACE`` is required):
         "drift.temperatures[0]": tune.loguniform(0.005, 0.05),   # one item of a tuple field
     }
     FIXED = {"eval.num_samples": 1000}       # overrides for every trial, whatever the preset
-    SEEDS = [0, 1]                           # the seed axis: every configuration runs once per seed
+    SEEDS = [0, 1]                           # the seed axis: every configuration runs once per seed (a race:
+                                             #   the order it hands seeds out in, then the unused integers)
     METRIC, MODE = "eval/fid", "min"         # what ASHA and the search optimise
     SEARCH = {"algorithm": "grid"}           # or {"algorithm": "hyperopt", "num_samples": 16, "n_initial_points": 4}
     SCHEDULER = {"type": "race", "min_seeds": 2, "max_seeds": 8, "eta": 2, "grace_steps": 100}
