@@ -116,6 +116,7 @@ def _train_plain(cfg: Config, overrides: dict, resume: bool) -> None:
     from raydrift.orchestration.ray_train import quiet_library_logs, write_run_files
     from raydrift.training.checkpoint import latest_checkpoint
     from raydrift.training.loop import train as train_loop
+    from raydrift.training.precision import PrecisionError
     from raydrift.training.rundir import PlainReporter, read_history, run_meta
 
     quiet_library_logs()
@@ -124,13 +125,16 @@ def _train_plain(cfg: Config, overrides: dict, resume: bool) -> None:
     write_run_files(run_dir, cfg, meta)
     reporter = PlainReporter(run_dir)
     resume_from = latest_checkpoint(reporter.checkpoint_root()) if resume else None
-    train_loop(
-        cfg,
-        reporter,
-        resume_from=resume_from,
-        evaluator_factory=lambda c, d, dev: Evaluator(c, d, dev, run_dir / "samples").evaluate,
-        log=lambda s: click.echo(s),
-    )
+    try:
+        train_loop(
+            cfg,
+            reporter,
+            resume_from=resume_from,
+            evaluator_factory=lambda c, d, dev: Evaluator(c, d, dev, run_dir / "samples").evaluate,
+            log=lambda s: click.echo(s),
+        )
+    except PrecisionError as err:
+        raise click.ClickException(str(err)) from None
     click.echo(f"done: {run_dir}\n  " + run_summary(read_history(run_dir)))
 
 
