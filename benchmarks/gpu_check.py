@@ -277,6 +277,7 @@ def train_section(args, device: torch.device, out: Path, work: Path) -> dict[str
         result["train_s"] = time.perf_counter() - clock["start"]
         if device.type == "cuda":
             result["peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+        result["params"] = sum(p.numel() for p in ema.parameters())
         t = time.perf_counter()
         ema.eval()
         raw = evaluator.generate(ema, evaluator.labels)
@@ -321,16 +322,9 @@ def train_section(args, device: torch.device, out: Path, work: Path) -> dict[str
         "images_per_s_steady": steady * images_per_step,
         "images_per_step": images_per_step,
         "eval": {k: v for k, v in last.items() if k.startswith("eval/")},
-        "params": sum(p.numel() for p in evaluator_generator_params(cfg, data)),
     }
     log(f"trained {state.step} steps in {result['train_s']:.0f} s; FID {last.get('eval/fid')}")
     return result
-
-
-def evaluator_generator_params(cfg, data):
-    from raydrift.nets.generators import build_generator
-
-    return build_generator(cfg.model, data.sample_shape, data.num_classes).parameters()
 
 
 # ---- report --------------------------------------------------------------------------------------------

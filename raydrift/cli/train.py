@@ -140,6 +140,7 @@ def _train_plain(cfg: Config, overrides: dict, resume: bool) -> None:
     from raydrift.training.checkpoint import find_checkpoints, load_latest_good
     from raydrift.training.loop import NonFiniteLossError
     from raydrift.training.loop import train as train_loop
+    from raydrift.training.precision import PrecisionError
     from raydrift.training.rundir import PlainReporter, read_history, run_meta
 
     quiet_library_logs()
@@ -168,6 +169,8 @@ def _train_plain(cfg: Config, overrides: dict, resume: bool) -> None:
             f"training failed: {err}; the run stopped there (lower optim.lr, or clip gradients with "
             "optim.grad_clip > 0, then start it over with --overwrite)"
         ) from None
+    except PrecisionError as err:
+        raise click.ClickException(str(err)) from None
     click.echo(f"done: {run_dir}\n  " + run_summary(read_history(run_dir)))
 
 
