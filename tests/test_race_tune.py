@@ -273,3 +273,14 @@ def test_cli_dry_run_describes_the_race_and_refuses_retry_failed(tmp_path):
     assert "race (eta 2, first rung at step 300, 95% Holm)" in out.output and "x seeds raced" in out.output
     out = CliRunner().invoke(main, ["tune", kernels, "--resume", "--retry-failed", "--storage", str(tmp_path)])
     assert out.exit_code == 2 and "--retry-failed does not apply to a race study" in out.output
+
+
+def test_analyze_reads_the_race_status_per_group(tmp_path):
+    from analysis.verdict import read_scheduler_status
+
+    d, _ = driver(tmp_path, max_concurrent=6)
+    trials = {d.next_trial(f"t{i}"): f"t{i}" for i in range(6)}
+    for (g, s), t in trials.items():
+        d.result(t, 100, {"A": 10.0, "B": 11.0, "C": 40.0}[g] + 0.5 * s)
+    status = read_scheduler_status([tmp_path])  # <experiment>/race/race.json
+    assert status["C"] == status["id-C"] == d.race.status("C") and status["C"].startswith("stopped at rung 0")
