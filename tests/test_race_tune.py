@@ -57,7 +57,7 @@ def test_failed_trial_is_a_missing_value_and_a_stop_stops_the_group(tmp_path):
     assert values["0"] == {"0": 10.0} and values["1"] == {}  # seed 1 is missing at rung 0, not a zero
     assert d.should_stop(trials[("C", 0)]) and d.should_stop(trials[("C", 1)])
     assert not d.should_stop(trials[("B", 0)])
-    assert any("race    rung 0 (100 images): C stopped" in line for line in lines)
+    assert any(line.startswith("rung 0 (100 images): C stopped: ") for line in lines)
     assert d.race.status("C").startswith("stopped at rung 0")
     # A's doubt (one live seed) earned it seed 2, queued first.
     assert d.queue[0] == ("A", 2) and "escalated to 3 seeds" in d.race.status("A")
