@@ -229,12 +229,13 @@ def _footnotes(v: Verdict, name: str) -> list[str]:
 
 
 def read_scheduler_status(paths: Sequence[str | os.PathLike]) -> dict[str, str]:
-    """``{group_id or label: status}`` from each experiment's ``race.json`` (``{"groups": {key: text or
-    {"status": text, ...}}}``, or the mapping itself), for the verdict's scheduler column."""
+    """``{group_id or label: status}`` from each experiment's ``race.json`` (``race/race.json``, where a race
+    study keeps it, or ``race.json``: ``{"groups": {key: text or {"status": text, "group_id": id, ...}}}``,
+    or the mapping itself), for the verdict's scheduler column."""
     out: dict[str, str] = {}
     for d in dict.fromkeys(Path(p) for p in paths):
-        path = d / RACE_FILE
-        if not path.is_file():
+        path = next((p for p in (d / "race" / RACE_FILE, d / RACE_FILE) if p.is_file()), None)
+        if path is None:
             continue
         try:
             data = json.loads(path.read_text())
@@ -245,4 +246,6 @@ def read_scheduler_status(paths: Sequence[str | os.PathLike]) -> dict[str, str]:
             text = value.get("status") if isinstance(value, dict) else value
             if isinstance(text, str):
                 out[str(key)] = text
+                if isinstance(value, dict) and value.get("group_id"):  # HyperOpt groups are named h00, h01, ...
+                    out[str(value["group_id"])] = text
     return out

@@ -57,7 +57,7 @@ def test_failed_trial_is_a_missing_value_and_a_stop_stops_the_group(tmp_path):
     assert values["0"] == {"0": 10.0} and values["1"] == {}  # seed 1 is missing at rung 0, not a zero
     assert d.should_stop(trials[("C", 0)]) and d.should_stop(trials[("C", 1)])
     assert not d.should_stop(trials[("B", 0)])
-    assert any("race    rung 0 (100 images): C stopped" in line for line in lines)
+    assert any(line.startswith("rung 0 (100 images): C stopped: ") for line in lines)
     assert d.race.status("C").startswith("stopped at rung 0")
     # A's doubt (one live seed) earned it seed 2, queued first.
     assert d.queue[0] == ("A", 2) and "escalated to 3 seeds" in d.race.status("A")
@@ -273,3 +273,14 @@ def test_cli_dry_run_describes_the_race_and_refuses_retry_failed(tmp_path):
     assert "race (eta 2, first rung at step 300, 95% Holm)" in out.output and "x seeds raced" in out.output
     out = CliRunner().invoke(main, ["tune", kernels, "--resume", "--retry-failed", "--storage", str(tmp_path)])
     assert out.exit_code == 2 and "--retry-failed does not apply to a race study" in out.output
+
+
+def test_analyze_reads_the_race_status_per_group(tmp_path):
+    from analysis.verdict import read_scheduler_status
+
+    d, _ = driver(tmp_path, max_concurrent=6)
+    trials = {d.next_trial(f"t{i}"): f"t{i}" for i in range(6)}
+    for (g, s), t in trials.items():
+        d.result(t, 100, {"A": 10.0, "B": 11.0, "C": 40.0}[g] + 0.5 * s)
+    status = read_scheduler_status([tmp_path])  # <experiment>/race/race.json
+    assert status["C"] == status["id-C"] == d.race.status("C") and status["C"].startswith("stopped at rung 0")

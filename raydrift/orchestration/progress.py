@@ -21,14 +21,24 @@ TABLE_EVERY_S = 180.0  # seconds between two group tables (only when something c
 _SINK: list[Callable[[str], None]] = [print]
 
 
+_T0 = [time.monotonic()]  # the study clock every progress line shows
+
+
 def set_sink(log: Callable[[str], None]) -> None:
-    """Where :func:`emit` writes (``print`` until set)."""
+    """Where :func:`emit` writes (``print`` until set); the study clock starts now."""
     _SINK[0] = log
+    _T0[0] = time.monotonic()
 
 
 def emit(line: str) -> None:
     """One line of study progress."""
     _SINK[0](line)
+
+
+def event(kind: str, text: str) -> None:
+    """``[mm:ss] kind    text`` on the study clock (the race's decisions use it too)."""
+    elapsed = int(time.monotonic() - _T0[0])
+    emit(f"[{elapsed // 60:3d}:{elapsed % 60:02d}] {kind:7s} {text}")
 
 
 class StudyProgress(Callback):
@@ -93,9 +103,8 @@ class StudyProgress(Callback):
 
     # ---- output
 
-    def _line(self, event: str, who: str, what: str) -> None:
-        elapsed = int(time.monotonic() - self.t0)
-        emit(f"[{elapsed // 60:3d}:{elapsed % 60:02d}] {event:7s} {who}  {what}")
+    def _line(self, kind: str, who: str, what: str) -> None:
+        event(kind, f"{who}  {what}")
 
     def _table_if_due(self, trials: list) -> None:
         if time.monotonic() - self.last_table >= self.table_every_s and self.changed:

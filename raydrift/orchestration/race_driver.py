@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,11 +57,10 @@ class RaceDriver:
     trials: dict[str, tuple[str, int]] = field(default_factory=dict)  # trial id -> (group, seed)
     live: set[str] = field(default_factory=set)
     done: set[str] = field(default_factory=set)
-    say: Callable[[str], None] = print
+    say: Callable[[str], None] = print  # one progress line (the study's: progress.event('race', ...))
     write: Callable[[dict[str, Any]], None] | None = None  # persists to_dict() (race.json)
     on_group_end: Callable[[str, float | None], None] | None = None
     _seen: set[str] | None = None  # trial ids Tune re-added on a resume (None: not resumed)
-    _t0: float = field(default_factory=time.monotonic)
 
     # ---- setup
 
@@ -75,7 +73,6 @@ class RaceDriver:
 
     def begin(self, saved: dict[str, Any] | None) -> None:
         """Tune starts: continue the ``saved`` race (race.json, a resume) or start the planned one."""
-        self._t0 = time.monotonic()
         if saved is not None:
             self.load(saved)
         elif not self.groups:
@@ -171,8 +168,7 @@ class RaceDriver:
             self.on_group_end(name, group_value(self.race, name))
 
     def line(self, text: str) -> None:
-        elapsed = int(time.monotonic() - self._t0)
-        self.say(f"[{elapsed // 60:3d}:{elapsed % 60:02d}] race    {text}")
+        self.say(text)
 
     # ---- persistence
 

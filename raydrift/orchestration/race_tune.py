@@ -16,6 +16,7 @@ written after each change and read back when Tune starts, fresh or resumed.
 from __future__ import annotations
 
 import math
+from functools import partial
 from itertools import product
 from typing import Any
 
@@ -24,7 +25,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
-from .progress import emit
+from .progress import event
 from .race import Race, RaceConfig
 from .race_driver import FINISHED, GroupInfo, RaceDriver, RaceFile
 from .storage import read_bytes, write_text
@@ -77,7 +78,7 @@ def race_parts(study: Study, experiment_dir: str, images_per_step: int) -> tuple
         race=Race(race_config(study, images_per_step)),
         plan=plan(study),
         max_concurrent=study.max_concurrent,
-        say=emit,
+        say=partial(event, "race"),
         write=RaceFile(experiment_dir),
     )
     searcher = RaceSearcher(driver, study, experiment_dir)
