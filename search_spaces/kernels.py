@@ -1,6 +1,6 @@
 """Kernel study: Laplace vs Gaussian kernel x kernel normalisation (xy vs y), raced over seeds on FID.
 
-Default (the README's main command): the embedded digits at the shared study budget (600 steps, depth 2,
+Default (the README's main command): the embedded digits at the shared study budget (800 steps, depth 2,
 32 positives and negatives per class), four configurations, each starting with two seeds; at each rung a
 configuration clearly out of the top half is stopped and one in doubt gets another seed (up to 4).
 What it found on the embedded data: @KERNELS_FINDING@
@@ -17,7 +17,7 @@ SPACE = {
     "drift.normalization": tune.grid_search(["xy", "y"]),
 }
 SEEDS = [0, 1]
-SCHEDULER = {"type": "race", "min_seeds": 2, "max_seeds": 4, "eta": 2, "grace_steps": 300, "confidence": 0.95}
+SCHEDULER = {"type": "race", "min_seeds": 2, "max_seeds": 4, "eta": 2, "grace_steps": 400, "confidence": 0.95}
 MAX_CONCURRENT = 2
 TRIAL = {"num_workers": 1, "cpus_per_worker": 1, "max_failures": 2}
 PRESETS = {  # on top of the shared study budgets (raydrift.config.presets.STUDY_BUDGETS)
