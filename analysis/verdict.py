@@ -32,7 +32,7 @@ from .status import FINISHED, common_step, study_settings
 from .tables import Column, display, run_values
 
 ALPHA = 0.05
-RACE_FILE = "race.json"
+RACE_DIR, RACE_FILE = "race", "race.json"
 
 
 @dataclass
@@ -229,20 +229,22 @@ def _footnotes(v: Verdict, name: str) -> list[str]:
 
 
 def read_scheduler_status(paths: Sequence[str | os.PathLike]) -> dict[str, str]:
-    """``{group_id or label: status}`` from each experiment's ``race.json`` (``{"groups": {key: text or
-    {"status": text, ...}}}``, or the mapping itself), for the verdict's scheduler column."""
+    """``{group_id or label: status}`` from each experiment's race state (``race/race.json`` as the race
+    writes it, or ``race.json``): ``{"groups": {name: text or {"status": text, "group_id": ...}}}``, for the
+    verdict's scheduler column."""
     out: dict[str, str] = {}
     for d in dict.fromkeys(Path(p) for p in paths):
-        path = d / RACE_FILE
-        if not path.is_file():
-            continue
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        groups = data.get("groups", data) if isinstance(data, dict) else {}
-        for key, value in groups.items() if isinstance(groups, dict) else []:
-            text = value.get("status") if isinstance(value, dict) else value
-            if isinstance(text, str):
-                out[str(key)] = text
+        for path in (d / RACE_DIR / RACE_FILE, d / RACE_FILE):
+            if not path.is_file():
+                continue
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            groups = data.get("groups", data) if isinstance(data, dict) else {}
+            for key, value in groups.items() if isinstance(groups, dict) else []:
+                text = value.get("status") if isinstance(value, dict) else value
+                if isinstance(text, str):
+                    gid = value.get("group_id") if isinstance(value, dict) else None
+                    out[str(gid or key)] = text
     return out
