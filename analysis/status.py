@@ -94,7 +94,8 @@ def classify(row: dict[str, Any], read=_experiment_files) -> tuple[str, str]:
             by = stopper(study)
             return status, f"stopped at step {step}" + (f" by {by}" if by else "")
         if status == UNFINISHED:
-            return status, f"unfinished at step {step} (the study was interrupted)"
+            why = "the time budget ran out or the study was interrupted" if study.get("time_budget_s") else None
+            return status, f"unfinished at step {step} ({why or 'the study was interrupted'})"
         return status, FINISHED
     if row.get("failure"):
         return FAILED, _failed(step, row["failure"])

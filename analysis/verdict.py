@@ -32,7 +32,7 @@ from .status import FINISHED, common_step, study_settings
 from .tables import Column, display, run_values
 
 ALPHA = 0.05
-RACE_FILE = "race.json"
+RACE_DIR, RACE_FILE = "race", "race.json"
 
 
 @dataclass
@@ -207,7 +207,8 @@ def _sentence(rows: list[dict], ranked: list[dict], name: str, step: int) -> str
         at = f"n={ns[0]}" if len(ns) == 1 else f"n={ns[0]}-{ns[-1]}"
         names = _names(close)
         them = "it" if len(close) == 1 else "them"
-        text += f"; not separable from {names} at {at} seeds; add seeds to the best and to {them} to decide"
+        seeds = "seed" if ns[-1] == 1 else "seeds"
+        text += f"; not separable from {names} at {at} {seeds}; add seeds to the best and to {them} to decide"
     elif best["n"] < 2:
         text += f"; it rests on {best['n']} seed: add seeds to confirm"
     return text + tail + "."

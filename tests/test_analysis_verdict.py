@@ -146,10 +146,12 @@ def test_scheduler_status_column(study):
     v = verdict(res, make_grouping(res), scheduler_status={"gaus": "out at rung 1", "kernel=laplace": "picked"})
     rows = {r["group"]: r for r in v.rows}
     assert rows["kernel=gaussian"]["scheduler"] == "out at rung 1" and rows["kernel=laplace"]["scheduler"] == "picked"
-    (study / "race.json").write_text(json.dumps({"groups": {"ener": {"status": "doubt: needs seeds"}}}))
+    race = {"groups": {"kernel=energy": {"status": "continued, escalated to 3 seeds", "group_id": "ener"}}}
+    (study / "race").mkdir()
+    (study / "race" / "race.json").write_text(json.dumps(race))  # where the race driver writes it
     text = verdict_markdown([study])
     assert "| scheduler |" in text.splitlines()[2]
-    assert "| not separable (1 shared seed) | doubt: needs seeds |" in text
+    assert "| not separable (1 shared seed) | continued, escalated to 3 seeds |" in text
 
 
 def test_rounding_follows_the_interval():
