@@ -32,7 +32,8 @@ def evaluate(run_dir, feature_net, num_samples, reference, inception_weights, se
     Example (the standard protocol of the experiment report):
       raydrift evaluate runs/mnist --feature-net inception --num-samples 4096 --reference test \\
           --inception-weights pt_inception.pth
-    Appends the result to RUN_DIR/evaluations.jsonl (not metrics.jsonl: its FIDs have another protocol).
+    Appends the result to the run's evaluations.jsonl (a trial's: in trial_<id>/), not to metrics.jsonl: its
+    FIDs have another protocol.
     """
     import torch
 
