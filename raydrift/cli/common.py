@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -62,6 +63,7 @@ def preflight(cfg: Config, address: str | None, what: str = "this run") -> None:
     from raydrift.orchestration.ray_train import check_reachable
     from raydrift.orchestration.resources import check_fits, local_nodes
 
+    address = address or os.environ.get("RAY_ADDRESS")  # set inside `ray job submit`: the cluster, not here
     if address:
         check_reachable(address)
     else:
@@ -73,6 +75,7 @@ def check_resources(cfg: Config, address: str | None, what: str = "this run") ->
     or this machine when there is none (what a local Ray cluster gets)."""
     from raydrift.orchestration.resources import check_fits, cluster_nodes, local_nodes
 
+    address = address or os.environ.get("RAY_ADDRESS")
     if not address:
         check_fits(cfg, local_nodes(), "this machine (a local Ray cluster)", what)
         return

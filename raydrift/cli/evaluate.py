@@ -47,8 +47,9 @@ def evaluate(run, feature_net, num_samples, reference, inception_weights, record
           --inception-weights pt_inception.pth
       raydrift evaluate gpu-check/samples.npz --feature-net inception --reference test \\
           --inception-weights pt_inception.pth --set data.root=DIR --record evaluations.jsonl
-    Appends the result to RUN_DIR/evaluations.jsonl (not metrics.jsonl: its FIDs have another protocol).
-    A samples file's own config names the dataset; --set data.root=DIR says where it is on this machine.
+    Appends the result to the run's evaluations.jsonl (a trial's: in trial_<id>/), not to metrics.jsonl: its
+    FIDs have another protocol. A samples file's own config names the dataset; --set data.root=DIR says where
+    it is on this machine.
     """
     import torch
 
