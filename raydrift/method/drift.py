@@ -20,7 +20,11 @@ The default options reproduce the authors' reference code exactly (pinned by
 Speed notes. Distances come from one batched matmul on group-centred data; the row and column
 softmaxes, the affinity and the coefficients live on ``[G, Cg, N]`` only (never ``[G, Cg, T, S]``);
 the target is detached, so the backward is the closed form ``-2 V / (s Cg S)`` and nothing of the
-field is kept for autograd.
+field is kept for autograd. The field is linear in the coefficients, ``V = (sum_t c_t / rms_t) @ y / s``:
+when few samples live in many dimensions (``N`` well below ``S``, e.g. MNIST pixels) the forces' mean
+squares come from the Gram matrix ``K = y y^T`` (``|c y|^2 = c K c^T``, whose first rows are also the
+distances' products) and one product with ``y`` serves every temperature; otherwise each temperature's
+force is one product and its mean square is taken directly (the cheaper of the two by multiply-adds).
 """
 
 from __future__ import annotations
