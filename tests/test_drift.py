@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from raydrift.method.drift import _gram_is_cheaper, anneal_temperatures, drift_loss
+from raydrift.method.drift import _gram_is_cheaper, _serial, anneal_temperatures, drift_loss
 
 
 def naive_field(gen, pos, neg, w_neg, temperatures, kernel, normalization, floor):
@@ -139,6 +139,20 @@ def test_gram_and_direct_paths_are_chosen_by_cost():
     assert not _gram_is_cheaper(32, 64, 64, 3)  # per-location feature keys
     assert not _gram_is_cheaper(1024, 2048, 2, 3)  # toy 2-D
     assert not _gram_is_cheaper(64, 128, 1024, 1)  # one temperature: the distances' matmul is all it needs
+
+
+def test_large_call_compiles_parallel_loops_and_matches_eager():
+    """Calls over ~1M affinity entries compile multi-threaded elementwise loops; smaller ones single-threaded."""
+    gen, pos, neg, w_neg = _inputs(G=1, Cg=600, Cp=600, Cn=8, S=2, seed=7)
+    assert not _serial(gen.shape, 600, 8, 3) and _serial(torch.Size([2, 5, 3]), 4, 3, 3)
+    results = []
+    for compile in (False, True):
+        x = gen.clone().requires_grad_(True)
+        loss, info = drift_loss(x, pos, neg, weight_neg=w_neg, compile=compile)
+        loss.sum().backward()
+        results.append((loss, info["force_ms"], x.grad))
+    for eager, compiled in zip(*results):
+        assert (eager - compiled).abs().max() <= 1e-4 * eager.abs().max()  # the golden tests' criterion
 
 
 def test_no_gradient_into_targets_and_closed_form_matches_autograd():

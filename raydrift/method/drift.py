@@ -23,7 +23,11 @@ bf16 training step; only the regression's gradient takes the generated samples' 
 Speed notes. Distances come from one batched matmul on group-centred data; the row and column
 softmaxes, the affinity and the coefficients live on ``[G, Cg, N]`` only (never ``[G, Cg, T, S]``);
 the target is detached, so the backward is the closed form ``-2 V / (s Cg S)`` and nothing of the
-field is kept for autograd.
+field is kept for autograd. The field is linear in the coefficients, ``V = (sum_t c_t / rms_t) @ y / s``:
+when few samples live in many dimensions (``N`` well below ``S``, e.g. MNIST pixels) the forces' mean
+squares come from the Gram matrix ``K = y y^T`` (``|c y|^2 = c K c^T``, whose first rows are also the
+distances' products) and one product with ``y`` serves every temperature; otherwise each temperature's
+force is one product and its mean square is taken directly (the cheaper of the two by multiply-adds).
 """
 
 from __future__ import annotations
@@ -57,17 +61,17 @@ class _Regress(torch.autograd.Function):
     """Per-group ``mean((x / s - sg(x / s + V))^2)`` with the closed-form gradient ``-2 V / (s Cg S)``."""
 
     @staticmethod
-    def forward(ctx, gen: torch.Tensor, V: torch.Tensor, s: torch.Tensor) -> torch.Tensor:  # noqa: N803
+    def forward(ctx, gen: torch.Tensor, V: torch.Tensor, s: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:  # noqa: N803
         ctx.save_for_backward(V, s)
         ctx.gen_dtype = gen.dtype
-        return V.square().mean(dim=(1, 2))
+        return loss  # mean(V^2) per group, computed with the field
 
     @staticmethod
     def backward(ctx, grad_loss: torch.Tensor):
         V, s = ctx.saved_tensors
         _, Cg, S = V.shape
         grad = V * (grad_loss.float() * (-2.0 / (Cg * S)) / s)[:, None, None]
-        return grad.to(ctx.gen_dtype), None, None
+        return grad.to(ctx.gen_dtype), None, None, None
 
 
 def drift_loss(
@@ -108,7 +112,7 @@ def drift_loss(
     if neg is None:
         neg = gen.new_zeros(G, 0, S)
     taus = torch.tensor([float(t) for t in temperatures], dtype=torch.float32, device=gen.device)
-    field = _compiled_field() if compile else drift_field
+    field = _compiled_field(_serial(gen.shape, pos.shape[1], neg.shape[1], len(taus))) if compile else drift_field
     with torch.no_grad(), full_float32(gen.device):
         V, s, info = field(
             gen.detach().float(),
@@ -120,7 +124,8 @@ def drift_loss(
             normalization=normalization,
             affinity_floor=affinity_floor,
         )
-    return _Regress.apply(gen, V, s), info
+    loss = info.pop("loss")
+    return _Regress.apply(gen, V, s, loss), info
 
 
 def drift_field(
@@ -137,6 +142,7 @@ def drift_field(
     """The normalised field ``V [G, Cg, S]`` (in units of ``s``), the input scale ``s`` and ``info``.
 
     Float32 tensors without grad; ``taus [T]`` the temperatures. See the module docstring for the steps.
+    ``info`` also holds ``loss [G]``, the regression loss ``mean(V^2)`` per group (fused with ``V``).
     """
     G, Cg, S = x.shape
     Cn = y_neg.shape[1]
@@ -181,7 +187,7 @@ def drift_field(
         force_ms = (torch.bmm(flat, K).mul_(flat)).view(G, T, Cg * N).sum((0, 2)) / (G * Cg * S) / s.square()
         inv_rms = force_ms.clamp_min(_FORCE_MS_FLOOR).rsqrt()
         V = torch.bmm((coefs * inv_rms[None, :, None, None]).sum(1), y).div_(s)
-        return V, s, {"scale": scale, "force_ms": force_ms}
+        return V, s, {"scale": scale, "force_ms": force_ms, "loss": V.square().mean((1, 2))}
     V = torch.zeros_like(y[:, :Cg])
     force_ms = []
     for i in range(T):
@@ -189,7 +195,7 @@ def drift_field(
         ms = f.square().mean()
         force_ms.append(ms)
         V.addcdiv_(f, ms.clamp_min(_FORCE_MS_FLOOR).sqrt())
-    return V, s, {"scale": scale, "force_ms": torch.stack(force_ms)}
+    return V, s, {"scale": scale, "force_ms": torch.stack(force_ms), "loss": V.square().mean((1, 2))}
 
 
 def _gram_is_cheaper(Cg: int, N: int, S: int, T: int) -> bool:
@@ -216,7 +222,7 @@ def _coefficients(
 
 def _affinity(energy: torch.Tensor, tau: torch.Tensor, k: int, normalization: str, floor: float) -> torch.Tensor:
     """Affinity ``[G, Cg, N]`` at temperature ``tau``, computed in log space."""
-    logits = energy / -tau  # a new tensor: energy is reused for every temperature
+    logits = energy * (-1.0 / tau)  # a new tensor: energy is reused for every temperature
     a = NORMALIZATIONS[normalization].affinity(logits, k)
     return a.clamp_min_(floor) if floor > 0 else a
 
@@ -246,6 +252,7 @@ def _check_inputs(gen, pos, neg, weight_neg, temperatures, kernel, normalization
 
 
 _COMPILED: dict[str, object] = {}
+_SERIAL_BELOW = 1 << 20  # affinity entries (G * Cg * N * T) under which the fused loops run on one thread
 
 
 @contextlib.contextmanager
@@ -264,11 +271,22 @@ def full_float32(device: torch.device) -> Iterator[None]:
             torch.set_float32_matmul_precision(previous)
 
 
-def _compiled_field():
+def _serial(shape: torch.Size, Cp: int, Cn: int, T: int) -> bool:  # noqa: N803
+    """Whether the compiled elementwise loops should run on one thread (matmuls stay multi-threaded).
+
+    Below ~1M affinity entries a parallel loop is shorter than its fork and barrier, and every loop of
+    the fused kernel has one: on a busy machine a descheduled thread stalls each of them.
+    """
+    G, Cg, _ = shape
+    return G * Cg * (Cg + Cp + Cn) * T < _SERIAL_BELOW
+
+
+def _compiled_field(serial: bool = False):
     """``drift_field`` under ``torch.compile``, built once; eager (with a warning) if compiling fails."""
-    if "field" not in _COMPILED:
+    key = "serial" if serial else "field"
+    if key not in _COMPILED:
         warnings.filterwarnings("ignore", message=".*_prims_common.check.*", category=FutureWarning)
-        compiled = torch.compile(drift_field, dynamic=False)
+        compiled = torch.compile(drift_field, dynamic=False, options={"cpp.threads": 1} if serial else None)
 
         def field(*args, **kwargs):
             if _COMPILED.get("broken"):
@@ -280,5 +298,5 @@ def _compiled_field():
                 _COMPILED["broken"] = True
                 return drift_field(*args, **kwargs)
 
-        _COMPILED["field"] = field
-    return _COMPILED["field"]
+        _COMPILED[key] = field
+    return _COMPILED[key]
