@@ -429,6 +429,11 @@ def summary_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def write_report(results: dict[str, Any], out: Path) -> None:
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    (out / "summary.md").write_text(summary_markdown(copy.deepcopy(results)))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, type=Path, help="folder for every result (created)")
@@ -459,7 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     results: dict[str, Any] = {"environment": environment(device), "args": vars(args) | {"out": str(args.out)}}
-    results["section_s"], errors = {}, {}
+    results["section_s"], results["total_s"], errors = {}, 0.0, {}
+    results["errors"] = errors
     start = time.perf_counter()
     sections = {
         "drift": lambda: drift_section(args, device),
@@ -476,10 +482,10 @@ def main(argv: list[str] | None = None) -> int:
             errors[name] = traceback.format_exc()
             log(f"{name} failed:\n{errors[name]}")
         results["section_s"][name] = time.perf_counter() - t
-    results["total_s"] = time.perf_counter() - start
-    results["errors"] = errors
-    (args.out / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    (args.out / "summary.md").write_text(summary_markdown(copy.deepcopy(results)))
+        results["total_s"] = time.perf_counter() - start
+        results["errors"] = errors
+        write_report(results, args.out)  # after every section: a run cut short keeps what it measured
+    write_report(results, args.out)
     shutil.rmtree(work, ignore_errors=True)
     log(f"wrote {args.out}/summary.md and results.json ({results['total_s']:.0f} s)")
     return 1 if errors else 0
