@@ -8,19 +8,20 @@ Needs only torch, torchvision, numpy, scikit-learn and pillow, and raydrift's co
 checkout (no Ray, W&B, polars, hyperopt, torch-fidelity; no network, no install); JAX is optional. Written
 for the project's GPU machine (Python 3.12, torch 2.11) as well as the development one (Python 3.11).
 
-Sections (``--skip`` any of them; a section that fails is recorded and the others still run):
+Sections, in this order (``--skip`` any of them; a section that fails is recorded and the others still run;
+results.json and summary.md are rewritten after each, so a run cut short keeps what it measured):
 
+``train``   MNIST (idx files in ``--mnist``) in a plain process for ``--budget-s`` seconds of training at the
+            ``gpu`` preset (``mnist`` on CPU; ``--preset``, ``--set`` override), then LeNet-FID and
+            within-class diversity of ``--num-samples`` samples vs the test split, a sample grid, and the
+            samples themselves (uint8, as scored) for ``raydrift evaluate OUT/samples.npz --feature-net
+            inception --reference test ...`` (TF-Inception FID) on a machine with the Inception weights.
 ``drift``   ``drift_loss`` forward+backward at the four shapes of ``benchmarks/drift_loss.py`` and an
             ImageNet-scale feature key (G=256 groups = 64 images x 4 locations, Cg=Cp=64, S=768): eager,
             ``torch.compile``d, and with ``--official PATH`` (the authors' JAX ``drift_loss.py``) that code
             under ``jax.jit`` at JAX's default matmul precision and at ``highest`` (full float32, as ours).
 ``feature`` one feature-space training step against the earlier reproduction's per-vector loop
             (``benchmarks/feature_loss.py``'s ``measure``).
-``train``   MNIST (idx files in ``--mnist``) in a plain process for ``--budget-s`` seconds of training at the
-            ``gpu`` preset (``mnist`` on CPU; ``--preset``, ``--set`` override), then LeNet-FID and
-            within-class diversity of ``--num-samples`` samples vs the test split, a sample grid, and the
-            samples themselves (uint8, as scored) for ``raydrift evaluate OUT/samples.npz --feature-net
-            inception --reference test ...`` (TF-Inception FID) on a machine with the Inception weights.
 
 Files in ``--out``: summary.md, results.json, train_log.txt, metrics.jsonl, grid.png, samples.npz.
 """
@@ -302,6 +303,7 @@ def train_section(args, device: torch.device, out: Path, work: Path) -> dict[str
         log=log_train,
         stop=lambda s: time.perf_counter() >= deadline,
     )
+    torch.set_float32_matmul_precision("highest")  # the default again (train.tf32 set it) for the sections after
     (out / "train_log.txt").write_text("\n".join(log_lines) + "\n")
     shutil.copy(work / "run" / "metrics.jsonl", out / "metrics.jsonl")
     history = read_history(work / "run")
@@ -429,6 +431,11 @@ def summary_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def write_report(results: dict[str, Any], out: Path) -> None:
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    (out / "summary.md").write_text(summary_markdown(copy.deepcopy(results)))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, type=Path, help="folder for every result (created)")
@@ -459,12 +466,13 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     results: dict[str, Any] = {"environment": environment(device), "args": vars(args) | {"out": str(args.out)}}
-    results["section_s"], errors = {}, {}
+    results["section_s"], results["total_s"], errors = {}, 0.0, {}
+    results["errors"] = errors
     start = time.perf_counter()
-    sections = {
+    sections = {  # the training first: what the GPU is mostly for, and what a run cut short must not lose
+        "train": lambda: train_section(args, device, args.out, work),
         "drift": lambda: drift_section(args, device),
         "feature": lambda: feature_section(args, device),
-        "train": lambda: train_section(args, device, args.out, work),
     }
     for name, run in sections.items():
         if name in skip:
@@ -476,10 +484,10 @@ def main(argv: list[str] | None = None) -> int:
             errors[name] = traceback.format_exc()
             log(f"{name} failed:\n{errors[name]}")
         results["section_s"][name] = time.perf_counter() - t
-    results["total_s"] = time.perf_counter() - start
-    results["errors"] = errors
-    (args.out / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    (args.out / "summary.md").write_text(summary_markdown(copy.deepcopy(results)))
+        results["total_s"] = time.perf_counter() - start
+        results["errors"] = errors
+        write_report(results, args.out)  # after every section: a run cut short keeps what it measured
+    write_report(results, args.out)
     shutil.rmtree(work, ignore_errors=True)
     log(f"wrote {args.out}/summary.md and results.json ({results['total_s']:.0f} s)")
     return 1 if errors else 0

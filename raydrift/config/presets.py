@@ -65,8 +65,8 @@ def gpu() -> Config:
     Sized on paper, not yet measured on a GPU (benchmarks/gpu_check.py measures it; its numbers go in
     benchmarks/README.md). The experiment report's best MNIST setting was 128 positives and 128 generated
     samples per class over 10 classes (1280 images per step) for ~23k steps; this preset keeps that batch
-    and scales the model to patch 2 (196 tokens), width 256, depth 6 (~7M parameters).
-    Estimate per step: 6 x 7M params x 251k tokens ~ 11 TFLOP (fwd+bwd), attention ~1 TFLOP, the drift
+    and scales the model to patch 2 (196 tokens), width 256, depth 6 (7.9M parameters).
+    Estimate per step: 6 x 7.9M params x 251k tokens ~ 12 TFLOP (fwd+bwd), attention ~1 TFLOP, the drift
     field (10 groups of 128 x 384 targets x 784 dims, 3 temperatures) negligible; an H100/H200 sustaining
     ~100-300 TFLOP/s of bf16 on a model this narrow gives ~8-25 steps/s, i.e. 2k-6k steps in 4 minutes.
     Memory: ~34 saved activations of width 256 per token and block, 251k tokens x 6 blocks x 2 bytes
@@ -94,8 +94,8 @@ def fashion_mnist() -> Config:
 def cifar10() -> Config:
     """CIFAR-10 at the experiment report's scale: a DiT-S/2-sized generator on one GPU worker.
 
-    On paper (not yet measured): patch 2 on 32x32 gives 256 tokens; width 384, depth 12 is ~32M parameters
-    (with adaLN). One step is 10 classes x 64 samples = 640 images = 164k tokens: 6 x 32M x 164k ~ 31 TFLOP
+    On paper (not yet measured): patch 2 on 32x32 gives 256 tokens; width 384, depth 12 is 33M parameters
+    (with adaLN). One step is 10 classes x 64 samples = 640 images = 164k tokens: 6 x 33M x 164k ~ 33 TFLOP
     plus ~1 TFLOP of attention, so ~5-10 steps/s on one H100/H200 in bf16 (``--set train.precision=bf16
     train.compile_model=true``; about half that in fp32 with TF32): 50k steps in ~1.5-3 h. Activation memory
     ~ 34 x 384 x 164k x 12 blocks x 2 bytes ~ 51 GB in bf16 (~100 GB in fp32): bf16 on an 80 GB GPU, or
