@@ -71,23 +71,14 @@ def preflight(cfg: Config, address: str | None, what: str = "this run") -> None:
 
 
 def check_resources(cfg: Config, address: str | None, what: str = "this run") -> None:
-    """For a dry run: fail if the workers of ``cfg`` do not fit the cluster at ``address`` (connecting to it),
-    or this machine when there is none (what a local Ray cluster gets)."""
-    from raydrift.orchestration.resources import check_fits, cluster_nodes, local_nodes
+    """For a dry run: fail if the workers of ``cfg`` do not fit this machine when no cluster is given (what a
+    local Ray cluster gets). A cluster at ``address`` is not checked: its autoscaler may add the nodes a run
+    asks for (GPU workers of `cluster/gpu.yaml` start at zero); only an explicit ``host:port`` must answer."""
+    from raydrift.orchestration.ray_train import check_reachable
+    from raydrift.orchestration.resources import check_fits, local_nodes
 
     address = address or os.environ.get("RAY_ADDRESS")
-    if not address:
+    if address:
+        check_reachable(address)
+    else:
         check_fits(cfg, local_nodes(), "this machine (a local Ray cluster)", what)
-        return
-    import ray
-
-    from raydrift.orchestration.ray_train import check_reachable, init_ray, shutdown_ray
-
-    check_reachable(address)
-    started = not ray.is_initialized()
-    init_ray(address)
-    try:
-        check_fits(cfg, cluster_nodes(), f"the cluster at {address}", what)
-    finally:
-        if started:
-            shutdown_ray()

@@ -377,7 +377,8 @@ def run_training(
     """Run ``cfg`` under Ray Train; returns the ``ray.train.Result``. Raises on failure (a
     :class:`~raydrift.orchestration.resources.ResourcesError` before anything starts if the cluster is too small)."""
     init_ray(address)
-    check_fits(cfg, cluster_nodes())
+    if not (address or os.environ.get("RAY_ADDRESS")):  # a cluster's autoscaler may still add what is missing
+        check_fits(cfg, cluster_nodes())
     storage = str(Path(cfg.output_dir).expanduser().resolve())
     from .wandb_logger import run_id
 

@@ -166,7 +166,8 @@ def run_study(
 
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # non-eval reports lack eval/fid
     init_ray(address)
-    check_fits(study.base_config(), cluster_nodes(), what="each trial")
+    if not (address or os.environ.get("RAY_ADDRESS")):  # a cluster's autoscaler may still add what is missing
+        check_fits(study.base_config(), cluster_nodes(), what="each trial")
     experiment_dir = join(storage, name)
     if resume and retry_failed and study.scheduler_type == "race":
         raise ValueError(
