@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from fixtures.tiny import tiny
 
 from raydrift.config import apply_overrides
 from raydrift.config.presets import get_preset
@@ -11,27 +12,6 @@ from raydrift.evaluation.evaluator import Evaluator
 from raydrift.training.checkpoint import latest_checkpoint, load_checkpoint
 from raydrift.training.loop import NonFiniteLossError, ema_decay, train
 from raydrift.training.rundir import PlainReporter, read_history
-
-TINY = [
-    "model.dim=32",
-    "model.depth=1",
-    "model.heads=2",
-    "model.style_codebooks=4",
-    "model.codebook_size=8",
-    "drift.n_pos=8",
-    "drift.n_neg=8",
-    "drift.classes_per_step=4",
-    "drift.compile=false",
-    "train.log_every=2",
-    "eval.every=0",
-    "optim.warmup_steps=3",
-    "train.threads=1",
-]
-
-
-def tiny(*extra):
-    return apply_overrides(get_preset("digits"), TINY + list(extra))
-
 
 RESUMED = ("drift.n_unc=4", "drift.cfg_alpha_max=3", "optim.ema_warmup=true")  # step-dependent parts on
 

@@ -2,36 +2,16 @@
 
 import pytest
 import torch
+from fixtures.tiny import tiny
 
 from raydrift import seeding
 from raydrift.config import ConfigError, apply_overrides
-from raydrift.config.presets import get_preset
 from raydrift.method.drift import drift_loss
 from raydrift.nets.generators import build_generator
 from raydrift.training.checkpoint import latest_checkpoint, load_checkpoint
 from raydrift.training.loop import train
 from raydrift.training.precision import PrecisionError, autocast, check_precision
 from raydrift.training.rundir import PlainReporter, read_history
-
-TINY = [
-    "model.dim=32",
-    "model.depth=1",
-    "model.heads=2",
-    "model.style_codebooks=4",
-    "model.codebook_size=8",
-    "drift.n_pos=8",
-    "drift.n_neg=8",
-    "drift.classes_per_step=4",
-    "drift.compile=false",
-    "train.log_every=2",
-    "eval.every=0",
-    "optim.warmup_steps=3",
-    "train.threads=1",
-]
-
-
-def tiny(*extra):
-    return apply_overrides(get_preset("digits"), TINY + list(extra))
 
 
 def test_precision_choices_are_checked():
