@@ -106,7 +106,7 @@ def ray_train(steps: int, out: Path, threads: int) -> Timing:
 
 def tune_study(steps: int, out: Path, threads: int, seeds: tuple[int, ...] = (0,)) -> float:
     """Wall seconds of a study of one trial per seed (trials one after the other: each takes both CPUs)."""
-    from raydrift.orchestration.study import load_study
+    from raydrift.orchestration.study_file import load_study
     from raydrift.orchestration.tune import run_study
 
     fixed = {k: v for k, v in overrides(steps, out, threads).items() if k != "output_dir"}

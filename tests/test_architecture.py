@@ -23,3 +23,13 @@ def test_no_private_ray_imports():
             if text.startswith(("import ray", "from ray")) and ("_internal" in text or "._" in text or " _" in text):
                 offending.append(f"{path.relative_to(REPO)}:{number}: {text}")
     assert not offending, "\n".join(offending)
+
+
+def test_modules_stay_small():
+    """Small, single-purpose modules: none of raydrift/ or analysis/ over 400 lines (split it by purpose)."""
+    long = []
+    for path in [*(REPO / "raydrift").rglob("*.py"), *(REPO / "analysis").rglob("*.py")]:
+        n = len(path.read_text().splitlines())
+        if n > 400:
+            long.append(f"{path.relative_to(REPO)}: {n} lines")
+    assert not long, "\n".join(long)

@@ -368,7 +368,7 @@ def test_without_a_scheduler_a_trial_cut_short_is_unfinished_not_early_stopped(t
     """summarize() on Tune results of the shape ResultGrid yields (a stand-in object: path, metrics, error)."""
     from types import SimpleNamespace
 
-    from raydrift.orchestration.study import load_study
+    from raydrift.orchestration.study_file import load_study
     from raydrift.orchestration.tune import summarize
 
     trial = tmp_path / "trial_a"

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from raydrift.cli import main
 from raydrift.orchestration.ray_train import make_trainer
-from raydrift.orchestration.study import load_study
+from raydrift.orchestration.study_file import load_study
 
 REPO = Path(__file__).resolve().parents[1]
 

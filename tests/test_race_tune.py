@@ -114,7 +114,7 @@ def test_race_summary_orders_groups_and_says_why(tmp_path):
 def test_tune_replay_makes_the_pure_replays_decisions(ray_cluster, tmp_path):
     from ray import cloudpickle
 
-    from raydrift.orchestration.study import load_study
+    from raydrift.orchestration.study_file import load_study
     from raydrift.orchestration.tune import run_study
 
     cloudpickle.register_pickle_by_value(tune_replay)  # Ray's workers cannot import tests/
@@ -238,7 +238,8 @@ def test_hyperopt_race_asks_hyperopt_per_group_and_tells_it_the_groups_mean(tmp_
     from ray import cloudpickle
 
     from raydrift.orchestration.race_tune import race_parts
-    from raydrift.orchestration.study import group_label, load_study
+    from raydrift.orchestration.study import group_label
+    from raydrift.orchestration.study_file import load_study
 
     study = load_study(study_file(HYPEROPT_RACE))
     searcher, scheduler = race_parts(study, str(tmp_path / "exp"), images_per_step=32)

@@ -3,7 +3,8 @@
 import pytest
 from conftest import REPO
 
-from raydrift.orchestration.study import StudyError, group_id, group_label, load_study
+from raydrift.orchestration.study import StudyError, group_id, group_label
+from raydrift.orchestration.study_file import load_study
 
 GOOD = '''"""A test study."""
 from ray import tune

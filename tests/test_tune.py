@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from raydrift.cli.tune import format_summary
-from raydrift.orchestration.study import load_study
+from raydrift.orchestration.study_file import load_study
 from raydrift.orchestration.tune import run_study
 from raydrift.training.rundir import read_history
 

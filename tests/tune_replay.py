@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("name")
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args()
-    from raydrift.orchestration.study import load_study
+    from raydrift.orchestration.study_file import load_study
     from raydrift.orchestration.tune import run_study
 
     run_study(load_study(args.study), name=args.name, storage=args.storage, resume=args.resume, trial_fn=replay_trial)

@@ -108,7 +108,8 @@ def tune(
     from raydrift.orchestration.ray_train import shutdown_ray
     from raydrift.orchestration.storage import exists as storage_exists
     from raydrift.orchestration.storage import is_uri, join, mark_created, remove_created
-    from raydrift.orchestration.study import OverrideError, StudyError, describe, load_study, validate
+    from raydrift.orchestration.study import OverrideError, StudyError, describe
+    from raydrift.orchestration.study_file import load_study, validate
     from raydrift.orchestration.tune import run_study
 
     try:

@@ -28,7 +28,6 @@ convolutions (frozen, eval mode: the same function, less work forward and backwa
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,14 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from raydrift.errors import UserError
+from .weights import EncoderWeightsError, check_file, load_strict, torch_load, unwrap
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class EncoderWeightsError(UserError, FileNotFoundError):
-    """An encoder's weights file is missing, or could not be downloaded; the message says how to get it."""
 
 
 def check_weights_setting(encoder: str, weights: str, dataset: str = "") -> None:
@@ -57,7 +52,7 @@ def check_weights_setting(encoder: str, weights: str, dataset: str = "") -> None
     if encoder == "mae" and not weights:
         raise EncoderWeightsError(f"drift.encoder=mae needs a weights file (drift.encoder_weights). {how}.")
     if weights and weights != "auto":
-        _check_file(weights, encoder, how if encoder == "mae" else "Pass the path of an existing weights file.")
+        check_file(weights, encoder, how if encoder == "mae" else "Pass the path of an existing weights file.")
 
 
 class Encoder(nn.Module):
@@ -139,7 +134,7 @@ class ResNetEncoder(Encoder):
         net.fc = nn.Identity()
         if weights != _RANDOM:
             state = _resnet_state_dict(arch, weights)
-            _load_strict(net, {k: v for k, v in state.items() if not k.startswith("fc.")}, name, weights)
+            load_strict(net, {k: v for k, v in state.items() if not k.startswith("fc.")}, name, weights)
         self.net = _fold_batchnorm(net.eval())
         self._finish(channels_last=True)
 
@@ -168,7 +163,7 @@ def _resnet_state_dict(arch: str, weights: str) -> dict[str, torch.Tensor]:
         f"({Path(torch.hub.get_dir()) / 'checkpoints'}), where torchvision finds it without a download."
     )
     if weights:
-        return _unwrap(_torch_load(weights, arch, how))
+        return unwrap(torch_load(weights, arch, how))
     try:
         return tv_weights.get_state_dict(progress=False)
     except Exception as err:  # no network, proxy, disk: all mean "not available"
@@ -226,7 +221,7 @@ class TimmEncoder(Encoder):
         if weights == _RANDOM:
             self.net = timm.create_model(model_name, pretrained=False, **kwargs)
         elif weights:
-            _check_file(weights, model_name, how)
+            check_file(weights, model_name, how)
             try:
                 self.net = timm.create_model(
                     model_name, pretrained=True, pretrained_cfg_overlay={"file": str(weights)}, **kwargs
@@ -276,7 +271,7 @@ class MAEFeatureEncoder(Encoder):
             )
             if not weights:
                 raise EncoderWeightsError(f"drift.encoder=mae needs a weights file (drift.encoder_weights). {how}")
-            _check_file(weights, "mae", how)
+            check_file(weights, "mae", how)
             self.net, self.meta = load_mae(weights)
             if self.net.arch.in_channels != in_channels:
                 raise ValueError(
@@ -374,33 +369,3 @@ def build_encoder(
     w = _RANDOM if random_init else str(weights) if weights else ""
     enc = spec.build(w, input_size or spec.input_size, tuple(layers), in_channels=in_channels, dataset=dataset)
     return enc.to(device)
-
-
-# ---- weights files ----------------------------------------------------------------------------------
-
-
-def _check_file(path: str, what: str, how: str) -> None:
-    if not Path(path).expanduser().is_file():
-        raise EncoderWeightsError(f"{what} weights file not found: {path!r}. {how}")
-
-
-def _torch_load(path: str, what: str, how: str):
-    _check_file(path, what, how)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        return torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True)
-
-
-def _unwrap(state) -> dict[str, torch.Tensor]:
-    """A plain state dict from common checkpoint layouts (``state_dict`` / ``model`` wrappers)."""
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    return {k.removeprefix("module."): v for k, v in state.items()}
-
-
-def _load_strict(net: nn.Module, state: dict[str, torch.Tensor], name: str, path: str) -> None:
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as err:
-        raise ValueError(f"{path or 'the downloaded file'} does not hold {name} weights: {err}") from err

@@ -199,7 +199,8 @@ class Decision:
             return f"{self.group} failed: all {self.seeds} seeds failed"
         head = f"rung {self.rung} ({self.images:,} images): {self.group}"
         if self.verdict == "pending":
-            return f"{head} continues: {self.ranked} groups have results, {self.needed} needed to judge"
+            have = f"{self.ranked} group has" if self.ranked == 1 else f"{self.ranked} groups have"
+            return f"{head} continues: {have} results, {self.needed} needed to judge"
         est = self.estimate
         spread = f" ± {est.ci:.1f}" if est.ci is not None else ""
         where = f"mean {est.mean:.1f}{spread} (n {est.n}), rank {self.rank}/{self.ranked}, top {self.cut} kept"

@@ -29,7 +29,7 @@ from .progress import event
 from .race import Race, RaceConfig
 from .race_driver import FINISHED, GroupInfo, RaceDriver, RaceFile
 from .storage import read_bytes, write_text
-from .study import Study, group_id, group_label
+from .study import Study, group_id, group_label, plain
 
 HYPEROPT_FILE = "hyperopt.pkl"  # beside race.json
 
@@ -62,7 +62,7 @@ def plan(study: Study) -> dict[str, GroupInfo]:
     out: dict[str, GroupInfo] = {}
     base = study.base_overrides()
     for combo in product(*axes):
-        params = _plain(dict(zip(keys, combo)))
+        params = plain(dict(zip(keys, combo)))
         label = name = group_label(params)
         k = 1
         while name in out:
@@ -120,7 +120,7 @@ class RaceSearcher(Searcher):
         group, seed = nxt
         info = self.driver.groups[group]
         if info.params is None:  # a HyperOpt group's first seed: its configuration now
-            info.params = _plain(self.hyperopt.suggest(group))
+            info.params = plain(self.hyperopt.suggest(group))
             info.label, info.group_id = group_label(info.params), group_id(self.preset, info.params, self.base)
             self._save_hyperopt()
             self.driver.line(f"{group} is {info.label} (HyperOpt)")
@@ -171,7 +171,7 @@ class RaceScheduler(FIFOScheduler):
     def on_trial_add(self, tune_controller, trial: Trial) -> None:
         who = self.driver.who(trial.trial_id)
         if who is None:  # restored by Tune but not in race.json's trial list: find it by its configuration
-            group = self.driver.find_group(_plain({k: trial.config.get(k) for k in self.space_keys}))
+            group = self.driver.find_group(plain({k: trial.config.get(k) for k in self.space_keys}))
             if group is None:
                 return
             who = (group, int(trial.config["train.seed"]))
@@ -216,9 +216,3 @@ class RaceScheduler(FIFOScheduler):
                     tune_controller.stop_trial(t)
         finally:
             self._stopping = False
-
-
-def _plain(v: Any) -> Any:
-    import json
-
-    return json.loads(json.dumps(v))

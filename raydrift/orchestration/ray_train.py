@@ -259,29 +259,15 @@ def train_worker(loop_config: dict[str, Any]) -> None:
 @contextmanager
 def usable_checkpoint(checkpoint, log: Callable[[str], None]) -> Iterator[Path | None]:
     """The local directory of ``checkpoint`` (a ``ray.train.Checkpoint``, or None) if it loads, else of the
-    newest older checkpoint of the same run that does, saying so through ``log``; a
-    :class:`~raydrift.training.checkpoint.CheckpointError` when none does. So a damaged newest checkpoint
-    costs one fallback instead of every ``max_failures`` retry."""
-    from raydrift.training.checkpoint import CheckpointError, load_checkpoint
+    newest older checkpoint of the same run that does (:func:`~raydrift.training.checkpoint.open_latest_good`),
+    so a damaged newest checkpoint costs one fallback instead of every ``max_failures`` retry."""
+    from raydrift.training.checkpoint import open_latest_good
 
-    if checkpoint is None:
-        yield None
-        return
-    problems = []
-    for candidate in [checkpoint, *older_checkpoints(checkpoint)]:
-        with candidate.as_directory() as local:
-            try:
-                state = load_checkpoint(local)
-            except CheckpointError as err:
-                problems.append(str(err))
-                log(f"warning: skipping checkpoint {candidate.path}: {err}; trying the previous one")
-                continue
-            if problems:
-                log(f"falling back to checkpoint {candidate.path} (step {state['step']}), the newest one that loads")
-            del state
-            yield Path(local)
-            return
-    raise CheckpointError("no usable checkpoint: " + "; ".join(problems))
+    candidates = [checkpoint, *older_checkpoints(checkpoint)] if checkpoint is not None else []
+    with open_latest_good(candidates, log, as_directory=lambda c: c.as_directory(), label=lambda c: c.path) as found:
+        if found is not None:
+            found.state = None  # the loop loads it again on every rank; don't hold two copies
+        yield found.path if found is not None else None
 
 
 def older_checkpoints(checkpoint) -> list:

@@ -14,9 +14,11 @@ import os
 import pickle
 import re
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -28,6 +30,9 @@ STATE_FILE = "state.pt"
 INFO_FILE = "checkpoint.json"  # {"step", "bytes", "sha256"} of state.pt, written with it
 REQUIRED_KEYS = ("step", "images_seen", "stage", "model", "ema", "optimizer", "queues", "config")
 _STEP_DIR = re.compile(r"^step_(\d{9})$")
+
+
+T = TypeVar("T")
 
 
 class CheckpointError(UserError):
@@ -140,25 +145,51 @@ def find_checkpoints(root: str | os.PathLike) -> list[Path]:
     return [p for _, p in sorted(found, key=lambda sp: (sp[0], str(sp[1])), reverse=True)]
 
 
+@dataclass
+class Found:
+    """A checkpoint that loaded: its local directory and its state (set ``state`` to None to free it)."""
+
+    path: Path
+    state: dict[str, Any] | None
+
+
+@contextmanager
+def open_latest_good(
+    candidates: Iterable[T],
+    log: Callable[[str], None] = print,
+    *,
+    as_directory: Callable[[T], AbstractContextManager[str | os.PathLike]] = nullcontext,
+    label: Callable[[T], Any] = str,
+) -> Iterator[Found | None]:
+    """The first of ``candidates`` (newest first) that loads, open as a local directory for the ``with``
+    block (``as_directory``: how a candidate becomes one, e.g. ``ray.train.Checkpoint.as_directory``); every
+    one skipped is logged with the reason (``label`` names it). None when there are no candidates;
+    :class:`CheckpointError` when none loads. So a damaged newest checkpoint costs one fallback."""
+    problems = []
+    for candidate in candidates:
+        with as_directory(candidate) as local:
+            try:
+                found = Found(Path(local), load_checkpoint(local))
+            except CheckpointError as err:
+                problems.append(str(err))
+                log(f"warning: skipping checkpoint {label(candidate)}: {err}; trying the previous one")
+                continue
+            if problems:
+                step = found.state["step"]
+                log(f"falling back to checkpoint {label(candidate)} (step {step}), the newest one that loads")
+            yield found
+            return
+    if problems:
+        raise CheckpointError("no usable checkpoint: " + "; ".join(problems))
+    yield None
+
+
 def load_latest_good(
     candidates: Iterable[Path], log: Callable[[str], None] = print
 ) -> tuple[Path, dict[str, Any]] | None:
-    """The first checkpoint of ``candidates`` (newest first) that loads, and its state; every one skipped is
-    logged with the reason. None when there are no candidates; :class:`CheckpointError` when none loads."""
-    problems = []
-    for path in candidates:
-        try:
-            state = load_checkpoint(path)
-        except CheckpointError as err:
-            problems.append(str(err))
-            log(f"warning: skipping checkpoint {path}: {err}; trying the previous one")
-            continue
-        if problems:
-            log(f"falling back to checkpoint {path} (step {state['step']}), the newest one that loads")
-        return path, state
-    if problems:
-        raise CheckpointError("no usable checkpoint: " + "; ".join(problems))
-    return None
+    """:func:`open_latest_good` over local checkpoint directories: ``(path, state)`` of the first that loads."""
+    with open_latest_good(candidates, log) as found:
+        return None if found is None else (found.path, found.state)
 
 
 def _sha256(file: Path) -> str:

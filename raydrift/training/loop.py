@@ -96,26 +96,8 @@ def train(
     configure_matmul(device, cfg.train.tf32)
     d, seed, steps = cfg.drift, cfg.train.seed, cfg.train.steps
 
-    # Set up data, generator, EMA, optimizer, objective.
-    data = load_split(cfg.data, "train", seed=seed)
-    data.x = data.x.to(device)
-    K = data.num_classes
-    torch.manual_seed(seeding.derive_seed(seed, purpose="init"))
-    net = build_generator(cfg.model, data.sample_shape, K).to(device)
-    ema = copy.deepcopy(net).eval().requires_grad_(False)
-    o = cfg.optim
-    opt = torch.optim.AdamW(net.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
-    queues = ClassQueues(data.y, K, seed=seeding.derive_seed(seed, rank=rank, purpose="queues"))
-    objective = build_objective(
-        d,
-        data.sample_shape,
-        device,
-        cfg.data.dataset,
-        train_images=lambda: data.x.cpu(),
-        cache_dir=cfg.eval.cache_dir,
-        log=log,
-        bf16=cfg.train.precision == "bf16",
-    )
+    # Set up data, generator, EMA, optimizer, queues, objective.
+    data, net, ema, opt, queues, objective = _build(cfg, device, rank, log)
     state = TrainState()
 
     # Resume.
@@ -129,7 +111,7 @@ def train(
         model = DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
     model = maybe_compile(model, cfg.train.compile_model)
     evaluate = evaluator_factory(cfg, data, device) if (evaluator_factory and rank == 0) else None
-    G = min(d.classes_per_step, K)
+    G = min(d.classes_per_step, data.num_classes)
     images_per_step = G * d.n_neg * world_size
     meter = _Meter(images_per_step)
 
@@ -174,10 +156,7 @@ def train(
         opt.step()
 
         # Update EMA.
-        decay = ema_decay(cfg.optim.ema_decay, state.step, cfg.optim.ema_warmup)
-        with torch.no_grad():
-            for p_ema, p in zip(ema.parameters(), net.parameters()):
-                p_ema.lerp_(p, 1 - decay)
+        _update_ema(ema, net, ema_decay(cfg.optim.ema_decay, state.step, cfg.optim.ema_warmup))
         state.step += 1
         state.images_seen += images_per_step
         meter.add(loss, info, grad_norm, taus)
@@ -195,6 +174,37 @@ def train(
             else:
                 reporter.report(asdict(state) | train_metrics)
     return state
+
+
+def _build(cfg: Config, device: torch.device, rank: int, log: Callable[[str], None]):
+    """The run's training split (on ``device``), generator, its EMA copy, optimizer, class queues and
+    objective, built in a fixed order (the init seed is drawn before the generator)."""
+    d, seed = cfg.drift, cfg.train.seed
+    data = load_split(cfg.data, "train", seed=seed)
+    data.x = data.x.to(device)
+    torch.manual_seed(seeding.derive_seed(seed, purpose="init"))
+    net = build_generator(cfg.model, data.sample_shape, data.num_classes).to(device)
+    ema = copy.deepcopy(net).eval().requires_grad_(False)
+    o = cfg.optim
+    opt = torch.optim.AdamW(net.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    queues = ClassQueues(data.y, data.num_classes, seed=seeding.derive_seed(seed, rank=rank, purpose="queues"))
+    objective = build_objective(
+        d,
+        data.sample_shape,
+        device,
+        cfg.data.dataset,
+        train_images=lambda: data.x.cpu(),
+        cache_dir=cfg.eval.cache_dir,
+        log=log,
+        bf16=cfg.train.precision == "bf16",
+    )
+    return data, net, ema, opt, queues, objective
+
+
+@torch.no_grad()
+def _update_ema(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
+    for p_ema, p in zip(ema.parameters(), net.parameters()):
+        p_ema.lerp_(p, 1 - decay)
 
 
 class _Meter:
