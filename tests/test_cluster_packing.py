@@ -78,7 +78,7 @@ def test_tune_on_a_cluster_packs_cifar10_trials_four_per_gpu():
     assert "each trial: 1 worker x (1 CPU + 0.25 GPU): 4 trials per GPU" in result.output
     study = load_study(REPO / "search_spaces" / "kernels.py", preset="cifar10")
     study.cli = {"scaling.use_gpu": True, "scaling.gpus_per_worker": 0.25}
-    params = {"drift.kernel": "gaussian", "drift.temperatures": (0.02, 0.05, 0.2), "drift.normalization": "xy"}
+    params = {"drift.kernel": "gaussian"}
     resources, use_gpu, workers, backend = trainer_request(study, params)
     assert resources == {"CPU": 1, "GPU": 0.25} and use_gpu and workers == 1 and backend == "nccl"
     assert study.trial_config(params, 0).model.dim == 384  # the cifar10 preset's DiT
