@@ -270,7 +270,7 @@ def test_cli_dry_run_describes_the_race_and_refuses_retry_failed(tmp_path):
 
     kernels = str(REPO / "search_spaces" / "kernels.py")
     out = CliRunner().invoke(main, ["tune", kernels, "--dry-run", "--storage", str(tmp_path)])
-    assert out.exit_code == 0 and "2 configurations x 2-3 seeds" in out.output
+    assert out.exit_code == 0 and "2 configurations x 3 seeds" in out.output
     assert "race (eta 2, first rung at step 400, 95% Holm)" in out.output and "x seeds raced" in out.output
     out = CliRunner().invoke(main, ["tune", kernels, "--resume", "--retry-failed", "--storage", str(tmp_path)])
     assert out.exit_code == 2 and "--retry-failed does not apply to a race study" in out.output

@@ -183,10 +183,8 @@ def describe(study: Study, experiment_dir: str, short: bool = False) -> str:
     configs = len(combos) if study.algorithm == "grid" else int(study.search.get("num_samples", 8))
     if study.scheduler_type == "race":
         r = study.race_settings()
-        trials = (
-            f"{configs} configurations x {r['min_seeds']}-{r['max_seeds']} seeds ({study.algorithm}; seeds in "
-            f"order {r['seeds']})"
-        )
+        seeds = str(r["min_seeds"]) if r["min_seeds"] == r["max_seeds"] else f"{r['min_seeds']}-{r['max_seeds']}"
+        trials = f"{configs} configurations x {seeds} seeds ({study.algorithm}; seeds in order {r['seeds']})"
         early = f"race (eta {r['eta']:g}, first rung at step {r['grace_steps']}, {100 * r['confidence']:g}% Holm)"
     else:
         trials = f"{n} trials ({study.algorithm}; seeds {study.seeds})"
