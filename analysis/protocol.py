@@ -75,3 +75,22 @@ def _is(p: str | None) -> pl.Expr:
 
 def _show(v) -> str:
     return NOT_RECORDED if v is None else str(v)
+
+
+YARDSTICKS = {
+    "eval/fid_classmean": "class-mean generator FID",
+    "eval/fid_real": "held-out real FID",
+    "eval/diversity_real": "real within-class diversity",
+}
+
+
+def yardstick_note(res: Results) -> list[str]:
+    """The yardsticks the evaluations logged beside FID and diversity (a class-mean generator's FID, held-out
+    real data's FID and within-class diversity): one value, or the range where runs or protocols differ."""
+    parts = []
+    for metric, name in YARDSTICKS.items():
+        values = res.tidy.filter(pl.col("metric") == metric)["value"].drop_nans().drop_nulls()
+        if values.len():
+            lo, hi = values.min(), values.max()
+            parts.append(f"{name} {lo:.3g}" if f"{lo:.3g}" == f"{hi:.3g}" else f"{name} {lo:.3g}-{hi:.3g}")
+    return [f"Yardsticks: {', '.join(parts)}."] if parts else []

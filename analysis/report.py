@@ -20,7 +20,7 @@ import polars as pl
 
 from .grouping import Grouping, GroupingError, make_grouping, short_name, split_by_end, where
 from .load import Results, load
-from .protocol import protocol_notes
+from .protocol import protocol_notes, yardstick_note
 from .render import render_table, render_verdict, write_table
 from .status import common_step, experiment_dirs
 from .tables import REPORT_METRICS, SUMMARY_COLUMNS, Table, group_table, matched_columns, paired_table
@@ -48,7 +48,7 @@ class Analysis:
         ]
         if any(g.preliminary(label) for label in g.labels):
             lines.append("Rows resting on one seed are preliminary: run at least two seeds before concluding.")
-        return lines + protocol_notes(self.results)
+        return lines + protocol_notes(self.results) + yardstick_note(self.results)
 
     def markdown(self, digits: int | None = None) -> str:
         parts = ["# raydrift analyze", ""]

@@ -22,7 +22,7 @@ from .merge import missing_stages
 from .protocol import protocol_ids
 from .stats import Estimate, mean_ci
 
-DISPLAY = {"eval/fid": "FID", "eval/is": "IS"}
+DISPLAY = {"eval/fid": "FID", "eval/is": "IS", "eval/diversity": "diversity"}
 
 
 def display(metric: str) -> str:
@@ -51,7 +51,7 @@ class Column:
         return 0 if self.stat == "final_step" else None
 
 
-REPORT_METRICS = ("train/loss", "eval/fid", "eval/is")
+REPORT_METRICS = ("train/loss", "eval/fid", "eval/diversity", "eval/is")
 SUMMARY_COLUMNS = (
     Column("final_step"),
     Column("min", "train/loss"),

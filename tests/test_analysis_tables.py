@@ -304,3 +304,18 @@ def test_baseline_on_one_axis_pairs_each_group_with_its_counterpart(tmp_path):
     assert t["kernel=laplace, normalization=y"]["FID @400"] == "-12.5 ⚠"  # (70 - 80, 75 - 90)
     result = CliRunner().invoke(analyze, [str(root), "--baseline", "kernel=cosine"])
     assert result.exit_code != 0 and "matches no group" in result.output
+
+
+def test_report_shows_diversity_and_the_yardsticks_it_is_judged_against(tmp_path):
+    """Learning is claimed against a class-mean generator and the real data's diversity, so both are shown."""
+    for seed, (fid, div, mean_fid) in enumerate([(6.0, 3.7, 38.7), (5.0, 3.9, 38.8)]):
+        evals = {"eval/fid": fid, "eval/diversity": div, "eval/fid_classmean": mean_fid, "eval/fid_real": 0.72}
+        records = [{"step": 800, "images_seen": 256000, "eval/diversity_real": 4.53} | evals]
+        write_run(tmp_path / "study", f"trial_{seed}", "gaussian", "gaus", seed, records)
+    out = run_cli(str(tmp_path / "study"))
+    assert (
+        "Yardsticks: class-mean generator FID 38.7-38.8, held-out real FID 0.72, real within-class diversity 4.53."
+        in out
+    )
+    matched = table(parse_tables(out), "Matched step 800")
+    assert matched["kernel=gaussian"]["diversity @800"] == "3.8 ⚠"  # (3.7, 3.9), n = 2

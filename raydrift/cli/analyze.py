@@ -131,7 +131,7 @@ def _say_corrupt_lines(f):
     "metrics",
     multiple=True,
     metavar="KEY",
-    help="Metrics of the matched-step tables and curves.  [default: train/loss, eval/fid, eval/is]",
+    help="Metrics of the matched-step tables and curves.  [default: train/loss, eval/fid, eval/diversity, eval/is]",
 )
 @click.option(
     "--where",
