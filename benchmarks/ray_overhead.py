@@ -110,6 +110,7 @@ def tune_study(steps: int, out: Path, threads: int, seeds: tuple[int, ...] = (0,
     from raydrift.orchestration.tune import run_study
 
     fixed = {k: v for k, v in overrides(steps, out, threads).items() if k != "output_dir"}
+    fixed = preset_values_of_study_budget() | fixed  # the trial trains what the plain run trains
     out.mkdir(parents=True, exist_ok=True)
     path = out / "overhead_study.py"
     path.write_text(STUDY.format(fixed=fixed, seeds=list(seeds)))
@@ -117,6 +118,20 @@ def tune_study(steps: int, out: Path, threads: int, seeds: tuple[int, ...] = (0,
     _, rows = run_study(load_study(path), name="tune", storage=str(out))
     assert [r["status"] for r in rows] == ["completed"] * len(seeds), rows
     return time.time() - t0
+
+
+def preset_values_of_study_budget() -> dict:
+    """The digits preset's own values of the keys a study changes (``STUDY_BUDGETS``: a smaller model and
+    batch), so that a study's trial and the plain and Train runs train the same thing."""
+    from raydrift.config import to_dict
+    from raydrift.config.presets import STUDY_BUDGETS, get_preset
+
+    preset = to_dict(get_preset("digits"))
+    values = {}
+    for key in STUDY_BUDGETS["digits"]:
+        section, name = key.split(".")
+        values[key] = preset[section][name]
+    return values
 
 
 def tune_trial(steps: int, out: Path, threads: int) -> Timing:
