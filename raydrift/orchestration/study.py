@@ -44,11 +44,6 @@ from raydrift.config.presets import STUDY_BUDGETS
 # between rungs, the first rung in training steps, and the family-wise confidence of a rung's stops.
 RACE_DEFAULTS = {"min_seeds": 2, "max_seeds": 8, "eta": 2.0, "grace_steps": 100, "confidence": 0.95}
 
-SEARCH_ALGORITHMS = ("grid", "hyperopt")
-TRIAL_KEYS = {"num_workers", "cpus_per_worker", "gpus_per_worker", "use_gpu", "max_failures"}
-SCHEDULER_KEYS = {"asha": {"grace_steps", "reduction_factor"}, "race": set(RACE_DEFAULTS)}
-METRICS = ("eval/fid", "eval/is", "eval/diversity", "train/loss")
-
 
 class StudyError(ValueError):
     """A study file that cannot run; the message names the file and line."""

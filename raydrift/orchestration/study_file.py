@@ -12,16 +12,12 @@ from typing import Any
 from raydrift.config import ConfigError, apply_overrides, flat_keys, get_preset, split_index
 from raydrift.config.presets import PRESETS as PRESET_FUNCTIONS
 
-from .study import (
-    METRICS,
-    SCHEDULER_KEYS,
-    SEARCH_ALGORITHMS,
-    TRIAL_KEYS,
-    OverrideError,
-    Study,
-    StudyError,
-    plain,
-)
+from .study import RACE_DEFAULTS, OverrideError, Study, StudyError, plain
+
+SEARCH_ALGORITHMS = ("grid", "hyperopt")
+TRIAL_KEYS = {"num_workers", "cpus_per_worker", "gpus_per_worker", "use_gpu", "max_failures"}
+SCHEDULER_KEYS = {"asha": {"grace_steps", "reduction_factor"}, "race": set(RACE_DEFAULTS)}
+METRICS = ("eval/fid", "eval/is", "eval/diversity", "train/loss")
 
 ALLOWED_NAMES = {
     "PRESET",
