@@ -39,6 +39,8 @@ _EXPORTS = {
     "render_table": "render",
     "write_table": "render",
     "plot_curves": "plots",
+    "curves_frame": "curves",
+    "write_curves": "curves",
     "plot_grids": "plots",
     "analyze": "report",
     "write": "report",

@@ -52,9 +52,18 @@ def varying_keys(res: Results) -> list[str]:
 
 
 def default_by(res: Results) -> list[str]:
-    """The swept keys (union of meta.json overrides), then every other config key that varies between runs:
-    runs whose configs differ are never pooled unless ``--by`` asks for it (and the table then says so)."""
-    return list(dict.fromkeys([*res.swept, *varying_keys(res)]))
+    """The swept keys (union of meta.json overrides) that vary between runs, then every other config key that
+    varies: runs whose configs differ are never pooled unless ``--by`` asks for it (and the table then says
+    so). Where nothing varies (one configuration), the swept keys label it."""
+    swept, varying = _swept(res), varying_keys(res)
+    keys = [c for c in swept if c in varying] + [c for c in varying if c not in swept]
+    return keys or swept  # one configuration: labelled by what its study set
+
+
+def _swept(res: Results) -> list[str]:
+    """The swept keys that can be axes: not seeds, names or paths (``raydrift train --set train.seed=1``
+    records its seed among the overrides; runs differing only in it are seeds of one configuration)."""
+    return [c for c in res.swept if not _NOT_AXES.search(c)]
 
 
 def where(res: Results, specs: Sequence[str]) -> Results:
@@ -165,7 +174,7 @@ def make_grouping(res: Results, by: Sequence[str] | None = None, label: str | No
         clash = runs.group_by("group").agg(pl.struct(keys).n_unique().alias("k")).filter(pl.col("k") > 1)
         if clash.height:
             raise GroupingError(f"--label gives the same label to different groups: {clash['group'].to_list()}")
-    candidates = list(res.swept) or varying_keys(res)
+    candidates = _swept(res) or varying_keys(res)
     inside = {
         c: runs.group_by("group").agg(pl.col(c).cast(pl.String).n_unique().alias("k")).filter(pl.col("k") > 1)
         for c in candidates

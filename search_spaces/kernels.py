@@ -10,9 +10,10 @@ What it found on the embedded data: on a quiet 2-core machine, from a fresh clon
 gaussian 5.4 ± 3.3 (seeds 5.86, 6.43, 3.89) and laplace 5.9 ± 2.0 (6.15, 6.60, 5.06), paired over
 the three seeds not separable (Holm p = 0.22): both far below the class-mean generator's 38.7, within-class
 diversity 3.81 / 3.76 (real 4.53). At this budget the seeds spread more than the kernels differ; to decide,
-add seeds (raise ``min_seeds`` and ``max_seeds`` below, e.g. to 6). An earlier 2 x 2 version (kernel x
-normalisation, 2-3 seeds, 10 trials, 18 minutes) found xy ahead of y for both kernels (gaussian 5.4 vs
-7.5, laplace 6.4 vs 9.2), also not separable at its seed counts: ``normalization.py`` is the study for that axis.
+add seeds: ``--seeds 0,1,2,3,4,5`` runs six per kernel (or raise ``min_seeds`` and ``max_seeds`` below).
+An earlier 2 x 2 version (kernel x normalisation, 2-3 seeds, 10 trials, 18 minutes) found xy ahead of y
+for both kernels (gaussian 5.4 vs 7.5, laplace 6.4 vs 9.2), also not separable at its seed counts:
+``normalization.py`` is the study for that axis.
 
 Real study (the report's kernel table; add its
 temperatures or normalisation as axes if you like):

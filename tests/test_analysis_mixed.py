@@ -54,3 +54,29 @@ def test_coarse_grouping_says_n_counts_runs(tmp_path):
     standalone_run(tmp_path, "shallow", 2, 32, 400, [95.0, 30.0, 9.0])
     out = run_cli(tmp_path, "--by", "kernel")
     assert "over runs" in out and "n counts runs" in out and "over seeds" not in out
+
+
+def test_plain_runs_seeded_with_set_are_seeds_of_one_configuration(tmp_path):
+    """`raydrift train --set drift.kernel=K --set train.seed=S` records the seed among its overrides: the
+    seed is never a grouping axis, so each kernel is one row over its seeds."""
+    from analysis.grouping import make_grouping
+    from analysis.load import load
+
+    root = tmp_path / "runs"
+    for kernel, seeds in (("laplace", (0, 1, 2)), ("gaussian", (0, 1, 2))):
+        for seed in seeds:
+            d = root / f"{kernel}-s{seed}"
+            d.mkdir(parents=True)
+            recs = [{"step": 100, "images_seen": 3200, "eval/fid": 10.0 + seed + (kernel == "laplace")}]
+            (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+            cfg = {"preset": "digits", "drift": {"kernel": kernel}, "train": {"seed": seed, "steps": 100}}
+            (d / "config.json").write_text(json.dumps(cfg | {"output_dir": str(root), "name": d.name}))
+            overrides = {"drift.kernel": kernel, "train.seed": str(seed), "output_dir": str(root)}
+            meta = {"experiment": "", "run_name": d.name, "seed": seed, "overrides": overrides}
+            (d / "meta.json").write_text(json.dumps(meta | {"preset": "digits"}))
+    grouping = make_grouping(load([root]))
+    assert grouping.by == ["drift.kernel"] and grouping.n_counts == "seeds"
+    assert sorted(grouping.labels) == ["kernel=gaussian", "kernel=laplace"]
+    assert all(grouping.seeds(label) == 3 for label in grouping.labels)
+    verdict = table(parse_tables(run_cli(root)), "Matched step 100")
+    assert set(verdict) == {"kernel=gaussian", "kernel=laplace"}

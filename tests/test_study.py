@@ -126,3 +126,15 @@ def test_scheduler_types_and_race_seed_order(study_file):
     settings = race.race_settings()
     assert race.scheduler_type == "race" and settings["seeds"] == [7, 3, 0, 1, 2]  # SEEDS first, then unused
     assert settings["min_seeds"] == 2 and settings["eta"] == 2.0 and settings["confidence"] == 0.95
+
+
+def test_seeds_on_the_command_line_are_the_seeds_a_race_uses(study_file):
+    fixed = study_file(RACE + "SEEDS = [0, 1, 2]\nSCHEDULER = {'type': 'race', 'min_seeds': 3, 'max_seeds': 3}\n")
+    more = load_study(fixed, seeds=[0, 1, 2, 3, 4, 5]).race_settings()  # `raydrift tune --seeds 0,1,2,3,4,5`
+    assert (more["min_seeds"], more["max_seeds"], more["seeds"]) == (6, 6, [0, 1, 2, 3, 4, 5])
+    fewer = load_study(fixed, seeds=[4, 9]).race_settings()
+    assert (fewer["min_seeds"], fewer["max_seeds"], fewer["seeds"]) == (2, 2, [4, 9])
+    racing = study_file(RACE + "SCHEDULER = {'type': 'race', 'min_seeds': 2, 'max_seeds': 4}\n")
+    wide = load_study(racing, seeds=[5, 6, 7, 8, 9, 10]).race_settings()  # escalation may use all six
+    assert (wide["min_seeds"], wide["max_seeds"], wide["seeds"]) == (2, 6, [5, 6, 7, 8, 9, 10])
+    assert load_study(racing).race_settings()["max_seeds"] == 4  # the file's own settings without --seeds

@@ -166,6 +166,15 @@ def _say_corrupt_lines(f):
     metavar="KEY",
     help="Metric of the verdict (lower is better, IS-like: higher).  [default: the study's metric, else eval/fid]",
 )
+@click.option(
+    "--export-curves",
+    "curves_csv",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE.csv",
+    help="Also write every run's curve of the verdict's metric (--rank-by, default eval/fid) as the CSV that "
+    "benchmarks/scheduler_replay.py replays: group, seed, step, images_seen, fid, grouping keys.",
+)
 @click.option("--dry-run", is_flag=True, help="List the runs found and their groups, then stop.")
 @click.option(
     "--wandb",
@@ -194,6 +203,7 @@ def report(
     plots,
     digits,
     rank_by,
+    curves_csv,
     dry_run,
     wandb_path,
     wandb_dir,
@@ -252,6 +262,14 @@ def report(
     except (GroupingError, RunDirError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(analysis.markdown(digits))
+    if curves_csv is not None:
+        from analysis.curves import write_curves
+
+        try:
+            n = write_curves(analysis.results, analysis.grouping, curves_csv, rank_by or "eval/fid")
+        except GroupingError as err:
+            raise click.ClickException(str(err)) from None
+        click.echo(f"wrote {n} curve rows to {curves_csv}", err=True)
     if out is not None:
         files = write(analysis, out, digits, plots=plots)
         click.echo(f"wrote {len(files)} files to {out}", err=True)

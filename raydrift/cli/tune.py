@@ -19,7 +19,12 @@ from .console import ray_output_to
 @click.command()
 @click.argument("study_file", type=click.Path(dir_okay=False))
 @click.option("--preset", default=None, help="Base preset (e.g. mnist, cifar10): switches the study to the real data.")
-@click.option("--seeds", default=None, help="Comma-separated seeds, replacing the study's SEEDS (e.g. 0,1,2).")
+@click.option(
+    "--seeds",
+    default=None,
+    help="Comma-separated seeds, replacing the study's SEEDS (e.g. 0,1,2). A race uses exactly these: its "
+    "max_seeds becomes their count (and min_seeds too where the study fixes the count).",
+)
 @click.option(
     "--steps", type=click.IntRange(min=1), default=None, help="Training steps per trial (the study's budget per trial)."
 )

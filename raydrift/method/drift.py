@@ -22,12 +22,14 @@ bf16 training step; only the regression's gradient takes the generated samples' 
 
 Speed notes. Distances come from one batched matmul on group-centred data; the row and column
 softmaxes, the affinity and the coefficients live on ``[G, Cg, N]`` only (never ``[G, Cg, T, S]``);
-the target is detached, so the backward is the closed form ``-2 V / (s Cg S)`` and nothing of the
-field is kept for autograd. The field is linear in the coefficients, ``V = (sum_t c_t / rms_t) @ y / s``:
+the target is detached, so the backward is the closed form ``-2 V / (s Cg S)`` and autograd keeps only
+``V`` (or what forms it). The field is linear in the coefficients, ``V = (sum_t c_t / rms_t) @ y / s``:
 when few samples live in many dimensions (``N`` well below ``S``, e.g. MNIST pixels) the forces' mean
 squares come from the Gram matrix ``K = y y^T`` (``|c y|^2 = c K c^T``, whose first rows are also the
-distances' products) and one product with ``y`` serves every temperature; otherwise each temperature's
-force is one product and its mean square is taken directly (the cheaper of the two by multiply-adds).
+distances' products), and so does the loss ``mean(V^2)``: the forward never forms ``V``, and the backward
+forms the gradient, a multiple of ``V = C @ y``, in one product written straight into it. Otherwise each
+temperature's force is one product and its mean square is taken directly (the cheaper of the two by
+multiply-adds). The targets are concatenated and centred in one pass (fused by the compiler).
 """
 
 from __future__ import annotations
@@ -58,20 +60,30 @@ def anneal_temperatures(
 
 
 class _Regress(torch.autograd.Function):
-    """Per-group ``mean((x / s - sg(x / s + V))^2)`` with the closed-form gradient ``-2 V / (s Cg S)``."""
+    """Per-group ``mean((x / s - sg(x / s + V))^2)`` with the closed-form gradient ``-2 V / (s Cg S)``.
+
+    ``field`` is ``V`` itself or, on the Gram path, the pair ``(C, y)`` with ``V = C @ y``: there the
+    forward needs only the loss (a quadratic form in the Gram matrix) and the backward forms ``V``'s
+    multiple in one product, written straight into the gradient.
+    """
 
     @staticmethod
-    def forward(ctx, gen: torch.Tensor, V: torch.Tensor, s: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:  # noqa: N803
-        ctx.save_for_backward(V, s)
-        ctx.gen_dtype = gen.dtype
+    def forward(ctx, gen, loss, s, V, C, y):  # noqa: N803
+        ctx.save_for_backward(s, *((V,) if V is not None else (C, y)))
+        ctx.gen_dtype, ctx.lazy = gen.dtype, V is None
+        ctx.Cg, ctx.S = gen.shape[1], gen.shape[2]
         return loss  # mean(V^2) per group, computed with the field
 
     @staticmethod
     def backward(ctx, grad_loss: torch.Tensor):
-        V, s = ctx.saved_tensors
-        _, Cg, S = V.shape
-        grad = V * (grad_loss.float() * (-2.0 / (Cg * S)) / s)[:, None, None]
-        return grad.to(ctx.gen_dtype), None, None, None
+        s, *field = ctx.saved_tensors
+        factor = (grad_loss.float() * (-2.0 / (ctx.Cg * ctx.S)) / s)[:, None, None]
+        if ctx.lazy:
+            with full_float32(s.device):  # the product is the field's: no TF32, no autocast
+                grad = torch.bmm(field[0] * factor, field[1])
+        else:
+            grad = field[0] * factor
+        return grad.to(ctx.gen_dtype), None, None, None, None, None
 
 
 def drift_loss(
@@ -114,7 +126,7 @@ def drift_loss(
     taus = torch.tensor([float(t) for t in temperatures], dtype=torch.float32, device=gen.device)
     field = _compiled_field(_serial(gen.shape, pos.shape[1], neg.shape[1], len(taus))) if compile else drift_field
     with torch.no_grad(), full_float32(gen.device):
-        V, s, info = field(
+        V, C, y, s, info = field(
             gen.detach().float(),
             pos.detach().float(),
             neg.detach().float(),
@@ -125,7 +137,7 @@ def drift_loss(
             affinity_floor=affinity_floor,
         )
     loss = info.pop("loss")
-    return _Regress.apply(gen, V, s, loss), info
+    return _Regress.apply(gen, loss, s, V, C, y), info
 
 
 def drift_field(
@@ -138,19 +150,20 @@ def drift_field(
     kernel: str,
     normalization: str,
     affinity_floor: float,
-) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-    """The normalised field ``V [G, Cg, S]`` (in units of ``s``), the input scale ``s`` and ``info``.
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, torch.Tensor, dict[str, torch.Tensor]]:
+    """``(V, C, y, s, info)``: the normalised field ``V [G, Cg, S]`` (in units of ``s``) or, on the Gram
+    path, ``V = C @ y`` left unformed (``V`` None; ``C [G, Cg, N]``, ``y [G, N, S]``), the input scale
+    ``s`` and ``info``.
 
     Float32 tensors without grad; ``taus [T]`` the temperatures. See the module docstring for the steps.
-    ``info`` also holds ``loss [G]``, the regression loss ``mean(V^2)`` per group (fused with ``V``).
+    ``info`` also holds ``loss [G]``, the regression loss ``mean(V^2)`` per group.
     """
     G, Cg, S = x.shape
     Cn = y_neg.shape[1]
     k = Cg + Cn  # targets [:k] are negatives, [k:] positives
     T = taus.shape[0]
-    y = torch.cat([x, y_neg, y_pos], dim=1)  # [G, N, S]
-    y = y - y.mean(dim=1, keepdim=True)  # distances and forces are translation invariant
-    N = y.shape[1]
+    N = Cg + Cn + y_pos.shape[1]
+    y = _centred_targets(x, y_neg, y_pos)  # [G, N, S]
     gram = _gram_is_cheaper(Cg, N, S, T)
 
     # 1. Distances from one matmul: |x|^2 + |y|^2 - 2 x.y, the self pair exactly zero.
@@ -181,13 +194,14 @@ def drift_field(
 
     # 4.-6. Per temperature the force coefficients c [G, Cg, N] (force f = c @ y / s) and the force's mean
     # square; the field is linear in the coefficients: V = sum_t f_t / rms_t = (sum_t c_t / rms_t) @ y / s.
-    if gram:  # mean squares from the Gram matrix, then one product with y for all temperatures
+    if gram:  # mean squares and the loss from the Gram matrix; V = C @ y is formed in the backward only
         coefs = torch.stack([_coefficients(energy, taus[i], k, w, normalization, affinity_floor) for i in range(T)], 1)
-        flat = coefs.view(G, T * Cg, N)
-        force_ms = (torch.bmm(flat, K).mul_(flat)).view(G, T, Cg * N).sum((0, 2)) / (G * Cg * S) / s.square()
-        inv_rms = force_ms.clamp_min(_FORCE_MS_FLOOR).rsqrt()
-        V = torch.bmm((coefs * inv_rms[None, :, None, None]).sum(1), y).div_(s)
-        return V, s, {"scale": scale, "force_ms": force_ms, "loss": V.square().mean((1, 2))}
+        cK = torch.bmm(coefs.view(G, T * Cg, N), K).view(G, T, Cg, N)  # c_t K
+        force_ms = (cK * coefs).sum((0, 2, 3)) / (G * Cg * S) / s.square()
+        weights = (force_ms.clamp_min(_FORCE_MS_FLOOR).rsqrt() / s)[None, :, None, None]
+        C = (coefs * weights).sum(1)  # V = C @ y
+        loss = ((cK * weights).sum(1) * C).sum((1, 2)).clamp_min(0) / (Cg * S)  # |C y|^2 = C K C^T
+        return None, C, y, s, {"scale": scale, "force_ms": force_ms, "loss": loss}
     V = torch.zeros_like(y[:, :Cg])
     force_ms = []
     for i in range(T):
@@ -195,7 +209,24 @@ def drift_field(
         ms = f.square().mean()
         force_ms.append(ms)
         V.addcdiv_(f, ms.clamp_min(_FORCE_MS_FLOOR).sqrt())
-    return V, s, {"scale": scale, "force_ms": torch.stack(force_ms), "loss": V.square().mean((1, 2))}
+    return V, None, None, s, {"scale": scale, "force_ms": torch.stack(force_ms), "loss": V.square().mean((1, 2))}
+
+
+def _centred_targets(x: torch.Tensor, y_neg: torch.Tensor, y_pos: torch.Tensor) -> torch.Tensor:
+    """``[x, y_neg, y_pos]`` minus their mean, written in one pass (distances and forces are translation
+    invariant; centring keeps ``|x|^2 + |y|^2 - 2 x.y`` accurate in float32 when the data sit off zero)."""
+    parts = [p for p in (x, y_neg, y_pos) if p.shape[1]]
+    sizes = [p.shape[1] for p in parts]
+    total = parts[0].sum(1, keepdim=True)
+    for p in parts[1:]:
+        total = total + p.sum(1, keepdim=True)
+    mean = total / sum(sizes)
+    if torch.compiler.is_compiling():  # the compiler fuses the subtractions into the concatenation
+        return torch.cat([p - mean for p in parts], dim=1)
+    y = x.new_empty(x.shape[0], sum(sizes), x.shape[2])
+    for p, block in zip(parts, y.split(sizes, dim=1)):
+        torch.sub(p, mean, out=block)
+    return y
 
 
 def _gram_is_cheaper(Cg: int, N: int, S: int, T: int) -> bool:

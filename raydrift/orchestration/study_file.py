@@ -87,8 +87,20 @@ def load_study(path: str | Path, *, preset: str | None = None, seeds: list[int] 
         presets=dict(get("PRESETS", {})),
         tied=dict(get("TIED", {})),
     )
+    if seeds is not None:
+        study.scheduler = _race_over(study.scheduler, len(study.seeds))
     validate(study, tree)
     return study
+
+
+def _race_over(scheduler: Any, n: int) -> Any:
+    """A race given ``--seeds`` uses those seeds: ``max_seeds`` becomes their count (``min_seeds`` too where the
+    study fixed the count, ``min_seeds == max_seeds``; else it is capped at ``n``). Other schedulers as given."""
+    if not isinstance(scheduler, dict) or scheduler.get("type") != "race" or n < 1:
+        return scheduler
+    settings = RACE_DEFAULTS | scheduler
+    fixed = settings["min_seeds"] == settings["max_seeds"]
+    return scheduler | {"max_seeds": n, "min_seeds": n if fixed else min(settings["min_seeds"], n)}
 
 
 def validate(study: Study, tree: ast.AST | None = None) -> None:
