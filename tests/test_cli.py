@@ -1,6 +1,7 @@
 """`raydrift train` argument handling: presets, keys, values, dry run, missing data (no Ray started)."""
 
 import json
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -129,3 +130,21 @@ def test_evaluate_a_finished_run_under_another_protocol(tmp_path):
         json.loads(line).get("eval/fid_ref") for line in (tmp_path / "ev" / "metrics.jsonl").read_text().splitlines()
     }
     assert refs <= {None, "digits:train"}
+
+
+def test_relative_paths_are_the_directory_the_user_typed_them_in(tmp_path, monkeypatch):
+    """Ray runs workers and Tune trials elsewhere, so a relative data.root is made absolute where it is typed."""
+    from raydrift.cli.common import absolute_paths
+    from raydrift.cli.train import resolve_config
+
+    monkeypatch.chdir(tmp_path)
+    sets = ["data.root=../mnist", "drift.encoder_weights=auto", "drift.kernel=gaussian", "output_dir=s3://b/runs"]
+    assert absolute_paths(sets) == [
+        f"data.root={tmp_path.parent / 'mnist'}",
+        "drift.encoder_weights=auto",  # not a path
+        "drift.kernel=gaussian",
+        "output_dir=s3://b/runs",  # a URI
+    ]
+    cfg, overrides = resolve_config("mnist", ("data.root=data/mnist", "eval.inception_weights=~/w.pth"))
+    assert cfg.data.root == str(tmp_path / "data" / "mnist") == overrides["data.root"]
+    assert cfg.eval.inception_weights == str(Path("~/w.pth").expanduser())

@@ -82,3 +82,25 @@ def check_resources(cfg: Config, address: str | None, what: str = "this run") ->
         check_reachable(address)
     else:
         check_fits(cfg, local_nodes(), "this machine (a local Ray cluster)", what)
+
+
+# Config keys that name files or directories on the machine the command runs on.
+PATH_KEYS = ("data.root", "drift.encoder_weights", "eval.inception_weights", "eval.cache_dir", "output_dir")
+_NOT_PATHS = {"", "auto"}
+
+
+def absolute_paths(sets: tuple[str, ...] | list[str]) -> list[str]:
+    """``--set`` items with relative paths made absolute against this process's working directory.
+
+    Ray runs workers and Tune trials in directories of their own, where ``data.root=../data`` would point
+    somewhere else (or, on a cluster, nowhere); the user meant the directory they typed it in.
+    """
+    out = []
+    for item in sets:
+        key, sep, value = item.partition("=")
+        value = value.strip()
+        if sep and key.strip() in PATH_KEYS and value not in _NOT_PATHS and "://" not in value:
+            value = os.path.abspath(os.path.expanduser(value))
+            item = f"{key.strip()}={value}"
+        out.append(item)
+    return out

@@ -8,7 +8,7 @@ import click
 
 from raydrift.config import ConfigError, apply_overrides, from_dict, load_config
 
-from .common import check_data, run_summary
+from .common import absolute_paths, check_data, run_summary
 
 
 @click.command()
@@ -58,7 +58,7 @@ def evaluate(run, feature_net, num_samples, reference, inception_weights, record
     from raydrift.evaluation.samples import SamplesFileError, load_samples
     from raydrift.training.rundir import CONFIG_FILE, EVALUATIONS_FILE, append_record
 
-    overrides = list(sets) + [
+    overrides = absolute_paths(sets) + [
         f"{k}={v}"
         for k, v in (
             ("eval.feature_net", feature_net),

@@ -11,12 +11,13 @@ from raydrift.config import PRESETS, Config, ConfigError, apply_overrides, descr
 from raydrift.data.registry import dataset_info
 from raydrift.errors import UserError
 
-from .common import check_data, check_resources, name_option, preflight, run_summary
+from .common import absolute_paths, check_data, check_resources, name_option, preflight, run_summary
 
 
 def resolve_config(preset: str, sets: tuple[str, ...], name: str | None = None) -> tuple[Config, dict]:
     """Preset + ``--set`` overrides (+ name) -> validated config and the parsed overrides."""
     cfg = get_preset(preset)
+    sets = tuple(absolute_paths(sets))
     overrides = dict(item.split("=", 1) for item in sets if "=" in item)
     cfg = apply_overrides(cfg, list(sets))
     if name:

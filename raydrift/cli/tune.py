@@ -12,7 +12,7 @@ import click
 from raydrift.config import ConfigError
 from raydrift.errors import check_name
 
-from .common import check_data, check_resources, name_option, preflight
+from .common import absolute_paths, check_data, check_resources, name_option, preflight
 from .console import ray_output_to
 
 
@@ -119,7 +119,7 @@ def tune(
 
     try:
         study = load_study(study_file, preset=preset, seeds=seed_list)
-        extra = dict(item.split("=", 1) for item in sets if "=" in item)
+        extra = dict(item.split("=", 1) for item in absolute_paths(sets) if "=" in item)
         if len(extra) != len(sets):
             raise click.BadParameter("overrides must look like key=value", param_hint="--set")
         if steps is not None:
