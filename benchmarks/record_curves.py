@@ -19,7 +19,6 @@ trial spends ~37 s starting (Tune actor, Train controller, worker) and steps ~26
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import subprocess
 import sys
@@ -27,23 +26,17 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from raydrift.orchestration.race_tune import plan  # noqa: E402
 from raydrift.orchestration.study import plain  # noqa: E402
 from raydrift.orchestration.study_file import load_study  # noqa: E402
+from raydrift.training.rundir import METRICS_FILE, read_history  # noqa: E402
 
 
 def grid(study) -> list[dict]:
-    """Every combination of the study's grid axes (constants in SPACE are single-valued axes)."""
-    keys = sorted(study.space)
-    axes = []
-    for k in keys:
-        v = study.space[k]
-        if isinstance(v, dict) and "grid_search" in v:
-            axes.append(list(v["grid_search"]))
-        elif isinstance(v, (int, float, str, bool, list, tuple)):
-            axes.append([v])
-        else:
-            raise SystemExit(f"{study.path}: {k} is not a grid axis ({v!r}); record_curves runs grids only")
-    return [dict(zip(keys, combo)) for combo in itertools.product(*axes)]
+    """The study's grid configurations, as ``raydrift tune`` plans them (``race_tune.plan``)."""
+    if study.algorithm != "grid":
+        raise SystemExit(f"{study.path}: SEARCH is {study.algorithm}; record_curves runs grids only")
+    return [info.params for info in plan(study).values()]
 
 
 def run_name(params: dict, seed: int) -> str:
@@ -55,17 +48,10 @@ def run_name(params: dict, seed: int) -> str:
 
 
 def finished(run_dir: Path, steps: int) -> bool:
-    """The run reported its last step (its metrics file has a record at ``steps``)."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
+    """The run reported its last eval (its metrics file has an ``eval/fid`` record at ``steps``)."""
+    if not (run_dir / METRICS_FILE).is_file():
         return False
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("step") == steps and "eval/fid" in json.loads(line):
-                return True
-        except json.JSONDecodeError:
-            continue
-    return False
+    return any(r.get("step") == steps and "eval/fid" in r for r in read_history(run_dir))
 
 
 def command(study, params: dict, seed: int, out: Path, threads: int) -> list[str]:
