@@ -1,18 +1,22 @@
 """Speed and peak memory of the drift loss (forward + backward, float32) against baselines in the same run.
 
-Implementations, each timed in this process right beside ours, in two interleaved rounds:
+Implementations, each timed in this process right beside ours, in two rounds:
   * ``eager``: a straightforward eager PyTorch transcription of the same math (kept below);
   * ``ours-eager`` and ``compiled``: ``raydrift.method.drift.drift_loss`` eager and with ``compile=True``
-    (what training uses);
+    (what training uses: on CPU raydrift's own kernels, raydrift/method/native);
+  * ``inductor``: ``compile=True`` with ``RAYDRIFT_NATIVE=0``, i.e. ``torch.compile`` of the torch field (what
+    GPUs run, and CPUs where the kernels cannot be built);
   * ``official``: the authors' ``drift_loss`` (github.com/lambertae/drifting, ``drift_loss.py``) under
     ``jax.jit(jax.value_and_grad(...))``, with ``--official PATH``. It is not part of this project: fetch
     the authors' repository yourself (see benchmarks/README.md); JAX is the optional ``bench`` extra
     (``pip install -e '.[bench]'``).
 
-Each round runs every implementation after two warm-up calls (compilation) and takes the median of
-``--repeats`` timed calls. Peak memory is measured per implementation in a fresh subprocess: the extra
+Each round warms every implementation up with two calls (compilation), then times ``--repeats`` calls of
+each, the implementations taking turns call by call (so that a slow spell of the machine falls on all of
+them alike), and reports each one's median. Peak memory is measured per implementation in a fresh subprocess: the extra
 resident memory of one forward+backward over the inputs (VmHWM after resetting it, minus VmRSS before;
-large blocks are mmapped so freed memory leaves RSS).
+large blocks are mmapped so freed memory leaves RSS; raydrift's reused scratch buffer is released before,
+so that it counts).
 
     python benchmarks/drift_loss.py [--official PATH/drift_loss.py] [--threads 2] [--repeats 7]
         [--rounds 2] [--shape G,Cg,Cp,Cn,S ...] [--no-memory]
@@ -37,6 +41,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from raydrift.method.drift import drift_loss  # noqa: E402
+from raydrift.method.field_cpu import release_scratch  # noqa: E402
 
 SHAPES = [(10, 64, 64, 0, 1024), (2560, 32, 32, 0, 64), (40, 128, 128, 32, 512), (1, 1024, 1024, 0, 2)]
 TAUS = (0.02, 0.05, 0.2)
@@ -146,14 +151,19 @@ def torch_step(impl, gen, pos, neg, w_neg):
         if impl == "eager":
             loss = eager_transcription(gen, pos, neg, w_neg, TAUS)
         else:
-            loss, _ = drift_loss(
-                gen,
-                pos,
-                neg,
-                weight_neg=w_neg if neg.shape[1] else None,
-                temperatures=TAUS,
-                compile=impl == "compiled",
-            )
+            if impl == "inductor":
+                os.environ["RAYDRIFT_NATIVE"] = "0"
+            try:
+                loss, _ = drift_loss(
+                    gen,
+                    pos,
+                    neg,
+                    weight_neg=w_neg if neg.shape[1] else None,
+                    temperatures=TAUS,
+                    compile=impl in ("compiled", "inductor"),
+                )
+            finally:
+                os.environ.pop("RAYDRIFT_NATIVE", None)
         loss.sum().backward()
 
     return run
@@ -165,15 +175,18 @@ def make_step(impl, inputs, official_path):
     return torch_step(impl, *inputs)
 
 
-def time_ms(fn, repeats):
-    for _ in range(2):  # warm-up (and compilation)
-        fn()
-    times = []
+def time_round(steps, repeats):
+    """Median ms per implementation: two warm-up calls each, then ``repeats`` calls of each, taking turns."""
+    for fn in steps.values():
+        for _ in range(2):  # warm-up (and compilation)
+            fn()
+    times = {impl: [] for impl in steps}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+        for impl, fn in steps.items():
+            t0 = time.perf_counter()
+            fn()
+            times[impl].append((time.perf_counter() - t0) * 1e3)
+    return {impl: statistics.median(t) for impl, t in times.items()}
 
 
 def _rss_kib(field):
@@ -189,6 +202,7 @@ def measure_memory(impl, shape, official_path=None):
     fn = make_step(impl, make_inputs(shape), official_path)
     fn()
     fn()
+    release_scratch()
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     before = _rss_kib("VmRSS:")
     with open("/proc/self/clear_refs", "w") as f:
@@ -226,7 +240,7 @@ def parse_args(argv=None):
     ap.add_argument("--repeats", type=int, default=7, help="timed calls per round (median)")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the implementations")
     ap.add_argument("--shape", type=_shape, action="append", help="G,Cg,Cp,Cn,S (repeatable; default: 4 shapes)")
-    ap.add_argument("--no-eager", action="store_true", help="skip the eager transcription and ours-eager")
+    ap.add_argument("--no-eager", action="store_true", help="time only compiled (and official): no baselines")
     ap.add_argument("--no-memory", action="store_true")
     args = ap.parse_args(argv)
     if args.threads < 1 or args.repeats < 1 or args.rounds < 1:
@@ -237,7 +251,7 @@ def parse_args(argv=None):
 def run(args):
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
-    impls = ([] if args.no_eager else ["eager", "ours-eager"]) + ["compiled"]
+    impls = ([] if args.no_eager else ["eager", "ours-eager", "inductor"]) + ["compiled"]
     if args.official:
         load_official(args.official)  # fails early, with the fix, before anything is timed
         impls.append("official")
@@ -252,13 +266,15 @@ def run(args):
         steps = {impl: make_step(impl, inputs, args.official) for impl in impls}
         ms = {impl: [] for impl in impls}
         for _ in range(args.rounds):
-            for impl in impls:
-                ms[impl].append(time_ms(steps[impl], args.repeats))
+            for impl, t in time_round(steps, args.repeats).items():
+                ms[impl].append(t)
         print(f"{shape}:")
         for impl in impls:
             print(f"  {impl:>11}: " + " / ".join(f"{t:.1f}" for t in ms[impl]) + " ms")
         if "eager" in impls:
             print(f"  compiled vs eager transcription: {statistics.median(ms['eager']) / min(ms['compiled']):.2f}x")
+            gain = statistics.median(ms["inductor"]) / statistics.median(ms["compiled"])
+            print(f"  compiled (raydrift's CPU kernels) vs inductor: {gain:.2f}x")
         if "official" in impls:
             ratios[shape] = [c / o for c, o in zip(ms["compiled"], ms["official"])]
             print("  ours / official: " + " / ".join(f"{r:.2f}" for r in ratios[shape]))

@@ -60,3 +60,17 @@ def smoke_experiment(tmp_path_factory):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return storage / "smoke", proc.stdout
+
+
+@pytest.fixture(params=["eager", "native", "inductor"])
+def drift_compile(request, monkeypatch):
+    """The drift field's three implementations, as ``drift_loss(compile=...)`` picks them on CPU: torch eager
+    (False), raydrift's CPU kernels (True), and torch.compile (True with ``RAYDRIFT_NATIVE=0``, as on GPUs
+    and where the kernels cannot be built). Returns the ``compile`` flag."""
+    from raydrift.method import native
+
+    if request.param == "inductor":
+        monkeypatch.setenv("RAYDRIFT_NATIVE", "0")
+    elif request.param == "native":
+        assert native.library() is not None, "raydrift's CPU kernels did not build (is a C++ compiler installed?)"
+    return request.param != "eager"

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from raydrift.method.drift import _gram_is_cheaper, _serial, anneal_temperatures, drift_loss
+from raydrift.method.drift import _serial, anneal_temperatures, drift_loss
+from raydrift.method.field_common import gram_is_cheaper
 
 
 def naive_field(gen, pos, neg, w_neg, temperatures, kernel, normalization, floor):
@@ -80,9 +81,8 @@ VARIANTS = [
 ]
 
 
-@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("kernel,normalization,floor,temperatures", VARIANTS)
-def test_agrees_with_naive_loop(kernel, normalization, floor, temperatures, compile):
+def test_agrees_with_naive_loop(kernel, normalization, floor, temperatures, drift_compile):
     gen, pos, neg, w_neg = _inputs()
     x = gen.clone().requires_grad_(True)
     loss, _ = drift_loss(
@@ -94,7 +94,7 @@ def test_agrees_with_naive_loop(kernel, normalization, floor, temperatures, comp
         kernel=kernel,
         normalization=normalization,
         affinity_floor=floor,
-        compile=compile,
+        compile=drift_compile,
     )
     loss.sum().backward()
     V, s = naive_field(gen, pos, neg, w_neg, temperatures, kernel, normalization, floor)
@@ -107,13 +107,12 @@ def test_agrees_with_naive_loop(kernel, normalization, floor, temperatures, comp
 GRAM_VARIANTS = [v for v in VARIANTS if len(v[3]) == 3] + [("gaussian", "y", 0.0, (0.1, 0.3, 1.0))]
 
 
-@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("kernel,normalization,floor,temperatures", GRAM_VARIANTS)
-def test_gram_path_agrees_with_naive_loop(kernel, normalization, floor, temperatures, compile):
+def test_gram_path_agrees_with_naive_loop(kernel, normalization, floor, temperatures, drift_compile):
     """Few samples in many dimensions: the forces' mean squares come from the Gram matrix y y^T."""
     gen, pos, neg, w_neg = _inputs(S=160, seed=6)
     G, Cg, S = gen.shape
-    assert _gram_is_cheaper(Cg, Cg + pos.shape[1] + neg.shape[1], S, len(temperatures))
+    assert gram_is_cheaper(Cg, Cg + pos.shape[1] + neg.shape[1], S, len(temperatures))
     x = gen.clone().requires_grad_(True)
     loss, info = drift_loss(
         x,
@@ -124,7 +123,7 @@ def test_gram_path_agrees_with_naive_loop(kernel, normalization, floor, temperat
         kernel=kernel,
         normalization=normalization,
         affinity_floor=floor,
-        compile=compile,
+        compile=drift_compile,
     )
     loss.sum().backward()
     V, s = naive_field(gen, pos, neg, w_neg, temperatures, kernel, normalization, floor)
@@ -135,14 +134,15 @@ def test_gram_path_agrees_with_naive_loop(kernel, normalization, floor, temperat
 
 
 def test_gram_and_direct_paths_are_chosen_by_cost():
-    assert _gram_is_cheaper(64, 128, 1024, 3)  # MNIST pixels: few samples, many dimensions
-    assert not _gram_is_cheaper(32, 64, 64, 3)  # per-location feature keys
-    assert not _gram_is_cheaper(1024, 2048, 2, 3)  # toy 2-D
-    assert not _gram_is_cheaper(64, 128, 1024, 1)  # one temperature: the distances' matmul is all it needs
+    assert gram_is_cheaper(64, 128, 1024, 3)  # MNIST pixels: few samples, many dimensions
+    assert not gram_is_cheaper(32, 64, 64, 3)  # per-location feature keys
+    assert not gram_is_cheaper(1024, 2048, 2, 3)  # toy 2-D
+    assert not gram_is_cheaper(64, 128, 1024, 1)  # one temperature: the distances' matmul is all it needs
 
 
-def test_large_call_compiles_parallel_loops_and_matches_eager():
+def test_large_call_compiles_parallel_loops_and_matches_eager(monkeypatch):
     """Calls over ~1M affinity entries compile multi-threaded elementwise loops; smaller ones single-threaded."""
+    monkeypatch.setenv("RAYDRIFT_NATIVE", "0")  # torch.compile's path (GPUs; CPUs without raydrift's kernels)
     gen, pos, neg, w_neg = _inputs(G=1, Cg=600, Cp=600, Cn=8, S=2, seed=7)
     assert not _serial(gen.shape, 600, 8, 3) and _serial(torch.Size([2, 5, 3]), 4, 3, 3)
     results = []
@@ -217,9 +217,10 @@ def test_annealing_schedule():
         anneal_temperatures((0.1,), 1, rate=-1)
 
 
-def test_annealed_temperatures_do_not_recompile():
+def test_annealed_temperatures_do_not_recompile(monkeypatch):
     import torch._dynamo
 
+    monkeypatch.setenv("RAYDRIFT_NATIVE", "0")
     gen, pos, _, _ = _inputs(G=2, Cg=6, Cp=6, Cn=0, S=3, seed=5)
     torch._dynamo.reset()
     counts = []

@@ -193,7 +193,8 @@ class DriftConfig(Section):
     exchange: Literal["local", "gather"] = "local"
     """``gather``: all-gather samples and positives across workers so per-class sets grow with workers."""
     compile: bool = True
-    """Fuse the drift field with torch.compile (falls back to eager if no compiler works)."""
+    """Fuse the drift field: raydrift's CPU kernels on CPU (built with the system C++ compiler on first use),
+    torch.compile elsewhere or where those cannot be built; eager if no compiler works."""
 
     def __post_init__(self):
         self.temperatures = tuple(float(t) for t in self.temperatures)

@@ -41,13 +41,18 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from . import native
+from .field_common import (
+    D2_FLOOR,
+    FORCE_MS_FLOOR,
+    OFFICIAL_AFFINITY_FLOOR,
+    SCALE_FLOOR,
+    SELF_MASK,
+    centred_targets,
+    gram_is_cheaper,
+)
+from .field_cpu import cpu_field
 from .kernels import KERNELS, NORMALIZATIONS
-
-OFFICIAL_AFFINITY_FLOOR = 1e-3  # sqrt of the authors' clamp(softmax_row * softmax_col, 1e-6)
-SELF_MASK = 100.0  # added to the normalised self distance
-_D2_FLOOR = 1e-8  # squared-distance floor before the square root, as in the reference
-_SCALE_FLOOR = 1e-3
-_FORCE_MS_FLOOR = 1e-8
 
 
 def anneal_temperatures(
@@ -76,13 +81,19 @@ class _Regress(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss: torch.Tensor):
+        if getattr(ctx, "done", False):
+            raise RuntimeError(
+                "drift_loss: a second backward pass through the same loss (retain_graph=True); its field "
+                "becomes the gradient in place in the first one. Compute the loss again for another pass."
+            )
         s, *field = ctx.saved_tensors
         factor = (grad_loss.float() * (-2.0 / (ctx.Cg * ctx.S)) / s)[:, None, None]
         if ctx.lazy:
             with full_float32(s.device):  # the product is the field's: no TF32, no autocast
                 grad = torch.bmm(field[0] * factor, field[1])
-        else:
-            grad = field[0] * factor
+        else:  # V is the field's own tensor, used only here: scaled in place, no second [G, Cg, S] block
+            grad = field[0].mul_(factor)
+            ctx.done = True
         return grad.to(ctx.gen_dtype), None, None, None, None, None
 
 
@@ -111,9 +122,10 @@ def drift_loss(
             ``y`` (separate softmaxes over positives and over negatives) or ``none`` (raw kernel).
         affinity_floor: lower bound on the affinity before target weights; the default reproduces the
             authors' code, 0 gives the exact log-space affinity.
-        compile: compute the field with ``torch.compile`` (fused kernels; falls back to eager with a
-            warning where no compiler works). Temperatures are passed as a tensor, so annealing them
-            does not recompile.
+        compile: compute the field with fused kernels: on CPU raydrift's own (:mod:`.native`, built with
+            the system C++ compiler on first use; see :mod:`.field_cpu`), elsewhere ``torch.compile``
+            (also the CPU's fallback where those cannot be built; eager, with a warning, where no compiler
+            works). Temperatures are passed as a tensor, so annealing them does not recompile.
 
     Returns:
         ``loss [G]`` (float32) and ``info`` with ``scale []`` (the shared distance scale) and
@@ -124,7 +136,12 @@ def drift_loss(
     if neg is None:
         neg = gen.new_zeros(G, 0, S)
     taus = torch.tensor([float(t) for t in temperatures], dtype=torch.float32, device=gen.device)
-    field = _compiled_field(_serial(gen.shape, pos.shape[1], neg.shape[1], len(taus))) if compile else drift_field
+    if not compile:
+        field = drift_field
+    elif native.supports(gen, kernel, normalization):
+        field = cpu_field
+    else:
+        field = _compiled_field(_serial(gen.shape, pos.shape[1], neg.shape[1], len(taus)))
     with torch.no_grad(), full_float32(gen.device):
         V, C, y, s, info = field(
             gen.detach().float(),
@@ -163,8 +180,8 @@ def drift_field(
     k = Cg + Cn  # targets [:k] are negatives, [k:] positives
     T = taus.shape[0]
     N = Cg + Cn + y_pos.shape[1]
-    y = _centred_targets(x, y_neg, y_pos)  # [G, N, S]
-    gram = _gram_is_cheaper(Cg, N, S, T)
+    y = centred_targets(x, y_neg, y_pos)  # [G, N, S]
+    gram = gram_is_cheaper(Cg, N, S, T)
 
     # 1. Distances from one matmul: |x|^2 + |y|^2 - 2 x.y, the self pair exactly zero.
     if gram:  # the whole Gram matrix: its first Cg rows give the distances, all of it the forces' norms
@@ -176,7 +193,7 @@ def drift_field(
         d2 = torch.baddbmm(y_sq[:, None, :], y[:, :Cg], y.transpose(1, 2), alpha=-2.0)
         d2.add_(y_sq[:, :Cg, None])
     d2[:, :, :Cg].diagonal(dim1=1, dim2=2).zero_()
-    dist = d2.clamp_min_(_D2_FLOOR).sqrt_()  # [G, Cg, N]
+    dist = d2.clamp_min_(D2_FLOOR).sqrt_()  # [G, Cg, N]
 
     # 2. One scale for the whole call: target-weighted mean distance.
     if w_neg is None:
@@ -185,10 +202,10 @@ def drift_field(
     else:
         w = torch.cat([x.new_ones(G, Cg), w_neg, x.new_ones(G, N - k)], dim=1)  # [G, N]
         scale = (dist.sum(1) * w).sum() / (Cg * w.sum())
-    s = (scale / math.sqrt(S)).clamp_min(_SCALE_FLOOR)
+    s = (scale / math.sqrt(S)).clamp_min(SCALE_FLOOR)
 
     # 3. Normalised distance, self pair masked; the kernel's exponent without 1/tau.
-    energy = dist.div_(scale.clamp_min(_SCALE_FLOOR))
+    energy = dist.div_(scale.clamp_min(SCALE_FLOOR))
     energy[:, :, :Cg].diagonal(dim1=1, dim2=2).add_(SELF_MASK)
     energy = KERNELS[kernel].energy(energy)
 
@@ -198,7 +215,7 @@ def drift_field(
         coefs = torch.stack([_coefficients(energy, taus[i], k, w, normalization, affinity_floor) for i in range(T)], 1)
         cK = torch.bmm(coefs.view(G, T * Cg, N), K).view(G, T, Cg, N)  # c_t K
         force_ms = (cK * coefs).sum((0, 2, 3)) / (G * Cg * S) / s.square()
-        weights = (force_ms.clamp_min(_FORCE_MS_FLOOR).rsqrt() / s)[None, :, None, None]
+        weights = (force_ms.clamp_min(FORCE_MS_FLOOR).rsqrt() / s)[None, :, None, None]
         C = (coefs * weights).sum(1)  # V = C @ y
         loss = ((cK * weights).sum(1) * C).sum((1, 2)).clamp_min(0) / (Cg * S)  # |C y|^2 = C K C^T
         return None, C, y, s, {"scale": scale, "force_ms": force_ms, "loss": loss}
@@ -208,30 +225,8 @@ def drift_field(
         f = torch.bmm(_coefficients(energy, taus[i], k, w, normalization, affinity_floor), y).div_(s)
         ms = f.square().mean()
         force_ms.append(ms)
-        V.addcdiv_(f, ms.clamp_min(_FORCE_MS_FLOOR).sqrt())
+        V.addcdiv_(f, ms.clamp_min(FORCE_MS_FLOOR).sqrt())
     return V, None, None, s, {"scale": scale, "force_ms": torch.stack(force_ms), "loss": V.square().mean((1, 2))}
-
-
-def _centred_targets(x: torch.Tensor, y_neg: torch.Tensor, y_pos: torch.Tensor) -> torch.Tensor:
-    """``[x, y_neg, y_pos]`` minus their mean, written in one pass (distances and forces are translation
-    invariant; centring keeps ``|x|^2 + |y|^2 - 2 x.y`` accurate in float32 when the data sit off zero)."""
-    parts = [p for p in (x, y_neg, y_pos) if p.shape[1]]
-    sizes = [p.shape[1] for p in parts]
-    total = parts[0].sum(1, keepdim=True)
-    for p in parts[1:]:
-        total = total + p.sum(1, keepdim=True)
-    mean = total / sum(sizes)
-    if torch.compiler.is_compiling():  # the compiler fuses the subtractions into the concatenation
-        return torch.cat([p - mean for p in parts], dim=1)
-    y = x.new_empty(x.shape[0], sum(sizes), x.shape[2])
-    for p, block in zip(parts, y.split(sizes, dim=1)):
-        torch.sub(p, mean, out=block)
-    return y
-
-
-def _gram_is_cheaper(Cg: int, N: int, S: int, T: int) -> bool:
-    """Multiply-adds: Gram ``y y^T`` + norms ``c K c^T`` + one ``c @ y``, against distances + ``T`` forces."""
-    return N * N * S + T * Cg * N * N + Cg * N * S < (1 + T) * Cg * N * S
 
 
 def _coefficients(

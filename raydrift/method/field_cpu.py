@@ -1,0 +1,116 @@
+"""The drift field on the CPU with raydrift's kernels (:mod:`raydrift.method.native`): what
+``drift_loss(..., compile=True)`` runs on CPU tensors. Same steps and outputs as
+:func:`raydrift.method.drift.drift_field` (see its module docstring); the matmuls stay torch's, the
+elementwise work (distances, energies, the softmaxes and cross-weighting at every temperature) is
+``field.cpp``'s, one group at a time.
+
+Memory: besides the targets ``y [G, N, S]`` the direct path holds the energies and one coefficient block
+``[G, Cg, N]``, one force and the field ``[G, Cg, S]``; each temperature's force is folded into the field as
+soon as its mean square is known. There the temporaries (all but the field) live in one reused buffer per
+thread, as large as the largest call so far (:func:`release_scratch` frees it): a fresh allocation of tens
+of MiB costs a page fault per 4 KiB on every call (a fifth of the per-location shape's time on the
+project's machine), a reused one none; the backward scales the field into the gradient in place, so the
+kept buffer does not raise the call's peak. The Gram path's backward needs ``y`` and a fresh gradient, so
+there the temporaries are freed with the call.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import torch
+
+from . import native
+from .field_common import D2_FLOOR, FORCE_MS_FLOOR, SCALE_FLOOR, SELF_MASK, gram_is_cheaper
+
+
+def cpu_field(
+    x: torch.Tensor,
+    y_pos: torch.Tensor,
+    y_neg: torch.Tensor,
+    w_neg: torch.Tensor | None,
+    *,
+    taus: torch.Tensor,
+    kernel: str,
+    normalization: str,
+    affinity_floor: float,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, torch.Tensor, dict[str, torch.Tensor]]:
+    """``(V, C, y, s, info)`` exactly as :func:`raydrift.method.drift.drift_field` returns them."""
+    G, Cg, S = x.shape
+    Cn = y_neg.shape[1]
+    k = Cg + Cn  # targets [:k] are negatives, [k:] positives
+    T = taus.shape[0]
+    N = Cg + Cn + y_pos.shape[1]
+    gram = gram_is_cheaper(Cg, N, S, T)
+    if gram:  # y outlives the call (the backward forms V = C @ y, next to this call's temporaries if kept)
+        K_buf, d2_buf, coefs_buf = (x.new_empty(shape) for shape in ((G, N, N), (G, Cg, N), (G, T, Cg, N)))
+        y, y_sq = native.centred_targets(x, y_neg, y_pos)
+    else:
+        y_buf, d2_buf, coef, force = _scratch((G, N, S), (G, Cg, N), (G, 1, Cg, N), (G, Cg, S))
+        y, y_sq = native.centred_targets(x, y_neg, y_pos, out=y_buf)
+
+    # 1. Distances from one matmul: the products x.y, then |x|^2 + |y|^2 - 2 x.y, the self pair zero, and the
+    # square root in place (the kernel).
+    if gram:
+        K = torch.bmm(y, y.transpose(1, 2), out=K_buf)  # [G, N, N]
+        d2 = d2_buf.copy_(K[:, :Cg])  # K's first rows are the products
+    else:
+        d2 = torch.bmm(y[:, :Cg], y.transpose(1, 2), out=d2_buf)  # [G, Cg, N]
+    w = None if w_neg is None else torch.cat([x.new_ones(G, Cg), w_neg, x.new_ones(G, N - k)], dim=1).contiguous()
+
+    # 2. One scale for the whole call: the target-weighted mean distance.
+    total = native.distances(d2, y_sq, w, D2_FLOOR)
+    scale = total / (Cg * (G * N if w is None else float(w.sum(dtype=torch.float64))))
+    scale_t = torch.tensor(scale, dtype=torch.float32)
+    s = (scale_t / math.sqrt(S)).clamp_min(SCALE_FLOOR)
+
+    # 3. Normalised distance, self pair masked, the kernel's exponent (in place: d2 holds the energies now).
+    native.energy(d2, 1.0 / max(float(scale_t), SCALE_FLOOR), SELF_MASK, kernel)
+
+    # 4.-6. Force coefficients per temperature; field V = sum_t f_t / rms_t with f_t = c_t @ y / s.
+    args = (k, normalization, affinity_floor)
+    if gram:  # mean squares and the loss from the Gram matrix; V = C @ y is formed in the backward only
+        coefs = native.coefficients(d2, w, taus, *args, out=coefs_buf)
+        cKc = d2  # the energies are spent: their block holds c_t K c_t (and then C K C) entrywise
+        raw_ms = [torch.bmm(coefs[:, t], K, out=cKc).mul_(coefs[:, t]).sum(dtype=torch.float64) for t in range(T)]
+        force_ms = torch.stack(raw_ms).float() / (G * Cg * S) / s.square()
+        weights = force_ms.clamp_min(FORCE_MS_FLOOR).rsqrt() / s
+        C = torch.einsum("gtcn,t->gcn", coefs, weights)  # V = C @ y
+        CKC = torch.bmm(C, K, out=cKc).mul_(C).sum((1, 2), dtype=torch.float64)
+        loss = CKC.float().clamp_min(0) / (Cg * S)  # |C y|^2 = C K C^T
+        return None, C, y, s, {"scale": scale_t, "force_ms": force_ms, "loss": loss}
+    V = x.new_empty(G, Cg, S)  # returned (autograd keeps it for the backward): never scratch
+    force_ms = x.new_empty(T)
+    steps = []  # f_t / rms_t = (c_t @ y) * step_t
+    for i in range(T):
+        native.coefficients(d2, w, taus[i : i + 1], *args, out=coef)
+        f = V if i == 0 else force  # the first force is kept in V, the others folded into it one by one
+        torch.bmm(coef.view(G, Cg, N), y, out=f)  # s * f_t
+        force_ms[i] = native.sum_squares(f).float() / (G * Cg * S) / s.square()
+        steps.append(float(force_ms[i].clamp_min(FORCE_MS_FLOOR).rsqrt() / s))
+        if i > 0:
+            native.axpby(V, steps[0] if i == 1 else 1.0, force, steps[i])
+    if T == 1:
+        V.mul_(steps[0])
+    loss = native.sum_squares(V, G).float() / (Cg * S)
+    return V, None, None, s, {"scale": scale_t, "force_ms": force_ms, "loss": loss}
+
+
+_local = threading.local()
+
+
+def release_scratch() -> None:
+    """Free this thread's reused scratch buffer (the next call allocates it again)."""
+    _local.buffer = None
+
+
+def _scratch(*shapes: tuple[int, ...]) -> list[torch.Tensor]:
+    """Views, one per shape, carved one after another from this thread's reused float32 buffer (grown, and
+    then kept, to the largest call's size)."""
+    sizes = [math.prod(shape) for shape in shapes]
+    buf = getattr(_local, "buffer", None)
+    if buf is None or buf.numel() < sum(sizes):
+        _local.buffer = buf = None  # free the old one before allocating the larger one
+        _local.buffer = buf = torch.empty(sum(sizes), dtype=torch.float32)
+    return [part.view(shape) for part, shape in zip(buf[: sum(sizes)].split(sizes), shapes)]
