@@ -10,6 +10,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from raydrift.method import native
 from raydrift.method.drift import drift_loss
+from raydrift.method.field_common import gram_is_cheaper
 from raydrift.method.field_cpu import release_scratch
 
 
@@ -66,14 +67,16 @@ def test_normalisation_none_and_data_far_from_zero():
 def test_calls_before_one_backward_do_not_share_memory():
     """The feature objective calls the loss once per key, then runs one backward: each call's field must
     survive the next call (the kernels' reused scratch holds only temporaries)."""
-    a, b = _inputs(6, 8, 8, 0, 12, seed=1), _inputs(3, 10, 6, 2, 20, seed=2)
+    # the direct path twice, then the Gram path (N << S), all in the same scratch
+    a, b, c = _inputs(6, 8, 8, 0, 12, seed=1), _inputs(3, 10, 6, 2, 20, seed=2), _inputs(2, 10, 10, 0, 300, seed=3)
     grads = []
     for compile in (True, False):
-        xa, xb = a[0].clone().requires_grad_(True), b[0].clone().requires_grad_(True)
+        xa, xb, xc = (inp[0].clone().requires_grad_(True) for inp in (a, b, c))
         loss_a, _ = drift_loss(xa, a[1], compile=compile)
         loss_b, _ = drift_loss(xb, b[1], b[2], weight_neg=b[3], compile=compile)
-        (loss_a.sum() + loss_b.sum()).backward()
-        grads.append((xa.grad, xb.grad))
+        loss_c, _ = drift_loss(xc, c[1], compile=compile)
+        (loss_a.sum() + loss_b.sum() + loss_c.sum()).backward()
+        grads.append((xa.grad, xb.grad, xc.grad))
     _assert_close(grads[0], grads[1])
 
 
@@ -125,8 +128,11 @@ class _Allocations(TorchDispatchMode):
         return out
 
 
-def test_direct_path_reuses_its_temporaries_and_never_holds_per_temperature_forces():
-    G, Cg, Cp, S = 64, 16, 16, 24  # N = 32 > S: the direct path
+@pytest.mark.parametrize("path", ["direct", "gram"])
+def test_temporaries_live_in_one_reused_buffer_and_per_temperature_forces_are_never_held(path):
+    G, Cg, Cp, S, T = (64, 16, 16, 24, 3) if path == "direct" else (4, 16, 16, 400, 3)  # N = 32 >/< S
+    N = Cg + Cp
+    assert gram_is_cheaper(Cg, N, S, T) == (path == "gram")
     gen, pos, _, _ = _inputs(G, Cg, Cp, 0, S, seed=5)
     release_scratch()
     for call in range(2):
@@ -134,11 +140,12 @@ def test_direct_path_reuses_its_temporaries_and_never_holds_per_temperature_forc
         with _Allocations() as mode:
             loss, _ = drift_loss(x, pos, temperatures=(0.02, 0.05, 0.2), compile=True)
             loss.sum().backward()
-        N = Cg + Cp
-        if call == 0:  # one buffer: the targets, the energies, one coefficient block, one force (not T)
-            assert mode.largest == G * (N * S + 2 * Cg * N + Cg * S)
-        else:  # call 0's buffer again: nothing larger than the field (the gradient, scaled in place) is new
+        if call == 1:  # call 0's buffer again: nothing larger than the field (the gradient, scaled in place) is new
             assert mode.largest <= G * Cg * S
+        elif path == "direct":  # one buffer: the targets, the energies, one coefficient block, one force (not T)
+            assert mode.largest == G * (N * S + 2 * Cg * N + Cg * S)
+        else:  # the targets (the Gram matrix and the coefficient blocks, all smaller, are freed before the field)
+            assert mode.largest == G * N * S
 
 
 def test_a_second_backward_through_one_loss_is_a_clear_error(drift_compile):

@@ -4,14 +4,16 @@
 elementwise work (distances, energies, the softmaxes and cross-weighting at every temperature) is
 ``field.cpp``'s, one group at a time.
 
-Memory: besides the targets ``y [G, N, S]`` the direct path holds the energies and one coefficient block
+Memory: the direct path holds the targets ``y [G, N, S]``, the energies and one coefficient block
 ``[G, Cg, N]``, one force and the field ``[G, Cg, S]``; each temperature's force is folded into the field as
 soon as its mean square is known. There the temporaries (all but the field) live in one reused buffer per
 thread, as large as the largest call so far (:func:`release_scratch` frees it): a fresh allocation of tens
 of MiB costs a page fault per 4 KiB on every call (a fifth of the per-location shape's time on the
-project's machine), a reused one none; the backward scales the field into the gradient in place, so the
-kept buffer does not raise the call's peak. The Gram path's backward needs ``y`` and a fresh gradient, so
-there the temporaries are freed with the call.
+project's machine), a reused one none. The Gram path (``N`` well below ``S``) keeps only ``y`` there; its
+smaller blocks (the Gram matrix ``K = y y^T [G, N, N]``, the energies, the coefficient blocks
+``[G, T, Cg, N]``) are fresh and freed before the field ``V = C @ y`` is formed from the combined
+coefficients. The field is the call's own tensor: the backward scales it into the gradient in place, so
+the kept buffer does not raise the call's peak.
 """
 
 from __future__ import annotations
@@ -43,12 +45,12 @@ def cpu_field(
     T = taus.shape[0]
     N = Cg + Cn + y_pos.shape[1]
     gram = gram_is_cheaper(Cg, N, S, T)
-    if gram:  # y outlives the call (the backward forms V = C @ y, next to this call's temporaries if kept)
+    if gram:  # the small blocks fresh: they are freed before the field is formed
+        (y_buf,) = _scratch((G, N, S))
         K_buf, d2_buf, coefs_buf = (x.new_empty(shape) for shape in ((G, N, N), (G, Cg, N), (G, T, Cg, N)))
-        y, y_sq = native.centred_targets(x, y_neg, y_pos)
     else:
         y_buf, d2_buf, coef, force = _scratch((G, N, S), (G, Cg, N), (G, 1, Cg, N), (G, Cg, S))
-        y, y_sq = native.centred_targets(x, y_neg, y_pos, out=y_buf)
+    y, y_sq = native.centred_targets(x, y_neg, y_pos, out=y_buf)
 
     # 1. Distances from one matmul: the products x.y, then |x|^2 + |y|^2 - 2 x.y, the self pair zero, and the
     # square root in place (the kernel).
@@ -70,16 +72,19 @@ def cpu_field(
 
     # 4.-6. Force coefficients per temperature; field V = sum_t f_t / rms_t with f_t = c_t @ y / s.
     args = (k, normalization, affinity_floor)
-    if gram:  # mean squares and the loss from the Gram matrix; V = C @ y is formed in the backward only
+    if gram:  # the mean squares from the Gram matrix, then V = C @ y in one product
         coefs = native.coefficients(d2, w, taus, *args, out=coefs_buf)
-        cKc = d2  # the energies are spent: their block holds c_t K c_t (and then C K C) entrywise
+        cKc = d2  # the energies are spent: their block holds c_t K c_t entrywise
         raw_ms = [torch.bmm(coefs[:, t], K, out=cKc).mul_(coefs[:, t]).sum(dtype=torch.float64) for t in range(T)]
         force_ms = torch.stack(raw_ms).float() / (G * Cg * S) / s.square()
-        weights = force_ms.clamp_min(FORCE_MS_FLOOR).rsqrt() / s
-        C = torch.einsum("gtcn,t->gcn", coefs, weights)  # V = C @ y
-        CKC = torch.bmm(C, K, out=cKc).mul_(C).sum((1, 2), dtype=torch.float64)
-        loss = CKC.float().clamp_min(0) / (Cg * S)  # |C y|^2 = C K C^T
-        return None, C, y, s, {"scale": scale_t, "force_ms": force_ms, "loss": loss}
+        weights = (force_ms.clamp_min(FORCE_MS_FLOOR).rsqrt() / s).tolist()
+        C = cKc.copy_(coefs[:, 0]).mul_(weights[0])  # C = sum_t weight_t c_t, in the spent block again
+        for t in range(1, T):
+            C.add_(coefs[:, t], alpha=weights[t])
+        del K, K_buf, coefs, coefs_buf
+        V = torch.bmm(C, y)
+        loss = native.sum_squares(V, G).float() / (Cg * S)
+        return V, None, None, s, {"scale": scale_t, "force_ms": force_ms, "loss": loss}
     V = x.new_empty(G, Cg, S)  # returned (autograd keeps it for the backward): never scratch
     force_ms = x.new_empty(T)
     steps = []  # f_t / rms_t = (c_t @ y) * step_t
