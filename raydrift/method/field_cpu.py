@@ -94,11 +94,11 @@ def cpu_field(
         torch.bmm(coef.view(G, Cg, N), y, out=f)  # s * f_t
         force_ms[i] = native.sum_squares(f).float() / (G * Cg * S) / s.square()
         steps.append(float(force_ms[i].clamp_min(FORCE_MS_FLOOR).rsqrt() / s))
-        if i > 0:
-            native.axpby(V, steps[0] if i == 1 else 1.0, force, steps[i])
+        if i > 0:  # the last fold also sums the field's squares per group (the loss)
+            sq = native.axpby(V, steps[0] if i == 1 else 1.0, force, steps[i], G if i == T - 1 else 0)
     if T == 1:
-        V.mul_(steps[0])
-    loss = native.sum_squares(V, G).float() / (Cg * S)
+        sq = native.axpby(V, steps[0], V, 0.0, G)
+    loss = sq.float() / (Cg * S)
     return V, None, None, s, {"scale": scale_t, "force_ms": force_ms, "loss": loss}
 
 

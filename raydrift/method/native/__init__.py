@@ -37,7 +37,7 @@ NORMALIZATIONS = {"xy": 0, "y": 1, "none": 2}
 _state: dict[str, object] = {}
 _f32p, _i64, _f32, _int = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int
 _SIGNATURES = {
-    "rd_axpby": (None, [_f32p, _f32, _f32p, _f32, _i64, _int]),
+    "rd_axpby": (None, [_f32p, _f32, _f32p, _f32, _i64, _i64, ctypes.c_void_p, _int]),
     "rd_sum_squares": (None, [_f32p, _i64, _i64, ctypes.c_void_p, _int]),
     "rd_centre": (None, [_f32p, _f32p, _f32p, _f32p, _f32p, _i64, _i64, _i64, _i64, _i64, _int]),
     "rd_distances": (ctypes.c_double, [_f32p, _f32p, _f32p, _i64, _i64, _i64, _f32, _int]),
@@ -85,11 +85,17 @@ def centred_targets(
     return y, y_sq
 
 
-def axpby(a: torch.Tensor, alpha: float, b: torch.Tensor, beta: float) -> torch.Tensor:
-    """In place ``a = alpha a + beta b`` (same shapes), in one pass."""
+def axpby(a: torch.Tensor, alpha: float, b: torch.Tensor, beta: float, groups: int = 0) -> torch.Tensor | None:
+    """In place ``a = alpha a + beta b`` (same shapes), in one pass; with ``groups``, also the new ``a``'s
+    sum of squares over each of its ``groups`` equal leading slices, as :func:`sum_squares` returns it."""
     assert a.shape == b.shape
-    library().rd_axpby(_ptr(a), alpha, _ptr(b), beta, a.numel(), torch.get_num_threads())
-    return a
+    out = torch.empty(groups, dtype=torch.float64) if groups else None
+    G = groups or 1
+    library().rd_axpby(
+        _ptr(a), alpha, _ptr(b), beta, G, a.numel() // G, None if out is None else out.data_ptr(),
+        torch.get_num_threads(),
+    )  # fmt: skip
+    return out
 
 
 def sum_squares(a: torch.Tensor, groups: int = 1) -> torch.Tensor:

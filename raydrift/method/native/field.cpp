@@ -269,13 +269,32 @@ void group_serial(const Call& c, int64_t g, Scratch& s) {
 
 extern "C" {
 
-// a = alpha a + beta b over n floats.
-void rd_axpby(float* a, float alpha, const float* b, float beta, int64_t n, int threads) {
-  const int64_t block = 1024 * W;
+// a = alpha a + beta b (a, b: [G, n]); with out, also out[g] = the new a[g]'s sum of squares, summed as in
+// rd_sum_squares (blocks of 1024 floats, each block's sum kept in double, added in block order).
+void rd_axpby(float* a, float alpha, const float* b, float beta, int64_t G, int64_t n, double* out, int threads) {
+  const int64_t block = 64 * W;
+  const int64_t blocks = (n + block - 1) / block;
+  std::vector<double> partial(out ? G * blocks : 0);
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t start = 0; start < n; start += block) {
-    const int64_t end = std::min(n, start + block);
-    for (int64_t j = start; j < end; j += W) store(a + j, alpha * load(a + j, end - j, 0.0f) + beta * load(b + j, end - j, 0.0f), end - j);
+  for (int64_t gb = 0; gb < G * blocks; ++gb) {
+    const int64_t g = gb / blocks, b0 = (gb % blocks) * block;
+    float* ra = a + g * n;
+    const float* rb = b + g * n;
+    const int64_t end = std::min(n, b0 + block);
+    vf acc = splat(0.0f);
+    for (int64_t j = b0; j < end; j += W) {
+      const vf v = alpha * load(ra + j, end - j, 0.0f) + beta * load(rb + j, end - j, 0.0f);
+      store(ra + j, v, end - j);
+      acc += v * v;
+    }
+    if (out) partial[gb] = hsum(acc);
+  }
+  if (out) {
+    for (int64_t g = 0; g < G; ++g) {
+      double total = 0.0;
+      for (int64_t b = 0; b < blocks; ++b) total += partial[g * blocks + b];
+      out[g] = total;
+    }
   }
 }
 
