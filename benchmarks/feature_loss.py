@@ -7,7 +7,9 @@ x 64 positives, 3x32x32 images, temperatures (0.02, 0.05, 0.2), ResNet-18 (rando
 depend on them) on inputs upsampled to 64 px, the full A.5 feature set of its four stages plus the
 raw-pixel and per-channel energy terms; a small DiT generator, the same for both.
 
-  * ``ours``: :class:`raydrift.method.features.FeatureObjective` (one batched ``drift_loss`` call per key);
+  * ``ours``: :class:`raydrift.method.features.FeatureObjective` (one batched ``drift_loss`` call per key) as
+    training runs it (``drift.compile`` on: on a CPU every key's field in raydrift's kernels, else eager);
+  * ``ours-eager`` (CPU only): the same with ``drift.compile`` off, the fields in eager torch;
   * ``loop``: ``compute_drifting_loss`` of github.com/jiaxi98/drifting-model (``train.py``, with
     ``extract_feature_fullsets`` and ``compute_V_from_dists``), transcribed below with its logic intact
     (per class, per feature vector: distances and scale; per temperature: the field), CFG terms dropped
@@ -145,8 +147,10 @@ def measure(
         torch.nn.init.normal_(p, std=0.02)
     gen.to(dev)
     encoder = build_encoder("resnet18", random_init=True, input_size=input_size, device=dev)
-    cfg = DriftConfig(space="feature", encoder="resnet18", compile=False, encoder_bf16=False)
-    objective = FeatureObjective(cfg, encoder)
+    objective, objective_eager = (
+        FeatureObjective(DriftConfig(space="feature", encoder="resnet18", compile=c, encoder_bf16=False), encoder)
+        for c in (True, False)
+    )
     labels = torch.arange(G, device=dev).repeat_interleave(n)
     inputs = gen.draw_inputs(labels, generator=torch.Generator(dev).manual_seed(1))
     pos = (torch.rand(G, n, *shape, generator=torch.Generator().manual_seed(2)) * 2 - 1).to(dev)
@@ -155,8 +159,8 @@ def measure(
         gen.zero_grad(set_to_none=True)
         return gen(inputs.noise, inputs.labels, inputs.alpha, inputs.style)
 
-    def ours():
-        loss, info = objective(generate().view(G, n, *shape), pos, None, None, TAUS)
+    def ours(obj=objective):
+        loss, info = obj(generate().view(G, n, *shape), pos, None, None, TAUS)
         loss.backward()
         return len(info["per_key"])
 
@@ -179,8 +183,10 @@ def measure(
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
-    # Interleaved repeats, so that a shared machine's changing load hits all three alike.
+    # Interleaved repeats, so that a shared machine's changing load hits all of them alike.
     fns = {"floor": floor, "ours": ours, "loop": loop}
+    if dev.type == "cpu":
+        fns["ours-eager"] = lambda: ours(objective_eager)
     times: dict[str, list[float]] = {k: [] for k in fns}
     out = {k: fn() for k, fn in fns.items()}  # warm-up
     for _ in range(repeats):
@@ -195,6 +201,7 @@ def measure(
         "s_floor": statistics.median(times["floor"]),
         "s_ours": statistics.median(times["ours"]),
         "s_loop": statistics.median(times["loop"]),
+        "s_ours_eager": statistics.median(times["ours-eager"]) if "ours-eager" in times else None,
         "times": times,
         "n_keys": out["ours"],
         "n_terms": out["loop"],
@@ -231,11 +238,16 @@ def main() -> None:
     print("|---|---:|---:|")
     print(f"| earlier reproduction's loop | {t_loop:.3f} | 1.0x |")
     print(f"| raydrift FeatureObjective | {t_ours:.3f} | {t_loop / t_ours:.1f}x |")
+    if r["s_ours_eager"] is not None:
+        t_eager = r["s_ours_eager"]
+        print(f"| raydrift FeatureObjective, eager fields (compile off) | {t_eager:.3f} | {t_loop / t_eager:.1f}x |")
     print(f"| shared floor: generator + encoder fwd/bwd only | {t_floor:.3f} | {t_loop / t_floor:.1f}x |")
     print("per repeat (s):", {k: [round(t, 2) for t in v] for k, v in r["times"].items()})
     print()
     print(f"speed-up of one training step: {t_loop / t_ours:.1f}x (target >= 20x)")
     print(f"speed-up of the loss alone (step minus the shared floor): {(t_loop - t_floor) / (t_ours - t_floor):.1f}x")
+    if r["s_ours_eager"] is not None:
+        print(f"the loss alone, CPU kernels vs eager fields: {(r['s_ours_eager'] - t_floor) / (t_ours - t_floor):.2f}x")
 
 
 if __name__ == "__main__":

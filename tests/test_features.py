@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from raydrift.config import DriftConfig
+from raydrift.method import native
 from raydrift.method.drift import drift_loss
 from raydrift.method.features import FeatureObjective, as_groups, feature_sets, map_statistics
 from raydrift.method.objective import PixelObjective, build_objective
@@ -110,6 +111,30 @@ def test_loss_is_the_sum_of_per_key_drift_losses(with_neg):
     torch.testing.assert_close(sum(info["per_key"].values()), loss)
     assert info["force_ms"].shape == (3,) and info["scale"].shape == ()
     assert {"pixel", "rms", "stages.0/loc", "stages.0/std2", "stages.3/mean"} <= set(keys)
+
+
+@pytest.mark.parametrize("with_neg", [False, True])
+def test_cpu_kernels_give_the_eager_loss_and_gradient(with_neg):
+    """drift.compile on a CPU: every key's field in raydrift's kernels (any shape, no recompiles), one backward
+    through all of them and the encoder into the generator's output."""
+    assert native.library() is not None
+    G, Cg, Cp, Cn = 3, 5, 6, 4
+    g = torch.Generator().manual_seed(7)
+    x, pos = torch.randn(G, Cg, 1, 8, 8, generator=g), torch.randn(G, Cp, 1, 8, 8, generator=g)
+    neg = torch.randn(G, Cn, 1, 8, 8, generator=g) if with_neg else None
+    w_neg = torch.rand(G, Cn, generator=g) * 3 if with_neg else None
+    results = []
+    for compile in (True, False):
+        torch.manual_seed(0)
+        obj = FeatureObjective(
+            DriftConfig(space="feature", compile=compile), build_encoder("mae", random_init=True, in_channels=1)
+        )
+        xg = x.clone().requires_grad_(True)
+        loss, info = obj(xg, pos, neg, w_neg, TAUS)
+        loss.backward()
+        results.append((loss, torch.stack(list(info["per_key"].values())), xg.grad))
+    for kernels, eager in zip(*results):
+        assert (kernels - eager).abs().max() <= 1e-4 * eager.abs().max()
 
 
 def test_normalisation_scope_is_the_whole_key_not_each_class():

@@ -194,7 +194,8 @@ class DriftConfig(Section):
     """``gather``: all-gather samples and positives across workers so per-class sets grow with workers."""
     compile: bool = True
     """Fuse the drift field: raydrift's CPU kernels on CPU (built with the system C++ compiler on first use),
-    torch.compile elsewhere or where those cannot be built; eager if no compiler works."""
+    torch.compile elsewhere or where those cannot be built; eager if no compiler works. Feature space uses
+    the CPU kernels only (one torch.compile graph per key shape would recompile dozens of times)."""
 
     def __post_init__(self):
         self.temperatures = tuple(float(t) for t in self.temperatures)

@@ -25,10 +25,11 @@ input, taken as the RMS so it stays in pixel units.
 The loss (:class:`FeatureObjective`) is the **sum over keys** of each key's drift loss, averaged over its
 groups. Each key is one :func:`raydrift.method.drift.drift_loss` call over ``G * L`` groups (classes x locations)
 of ``[Cg | Cp | Cn, D]`` samples, so its scale and per-temperature force normalisation are shared across
-all classes and locations, and nothing loops over classes, vectors or temperatures in Python. The keys'
-fields run eager: ``torch.compile`` of the field is specialised to one shape, and a feature set has dozens
-(measured: past dynamo's recompile limit of 8 and slower than eager on CPU), so ``drift.compile`` applies
-to pixel space only.
+all classes and locations, and nothing loops over classes, vectors or temperatures in Python. With
+``drift.compile`` the keys' fields run in raydrift's CPU kernels on a CPU (:mod:`raydrift.method.native`:
+any shape, nothing to recompile); elsewhere they run eager: ``torch.compile`` of the field is specialised
+to one shape, and a feature set has dozens (measured: past dynamo's recompile limit of 8 and slower than
+eager on CPU).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import torch.nn.functional as F
 
 from raydrift.nets.encoders import Encoder
 
+from . import native
 from .drift import drift_loss
 
 if TYPE_CHECKING:
@@ -154,6 +156,7 @@ class FeatureObjective:
             f_real = self.feature_sets(real)
         total = x.new_zeros((), dtype=torch.float32)
         per_key, per_scale, per_ms = {}, {}, {}
+        kernels = self.cfg.compile and native.supports(x, self.cfg.kernel, self.cfg.normalization)
         for key, v in f_gen.items():
             L = v.shape[1]
             y = f_real[key]
@@ -171,7 +174,7 @@ class FeatureObjective:
                 kernel=self.cfg.kernel,
                 normalization=self.cfg.normalization,
                 affinity_floor=self.cfg.affinity_floor,
-                compile=False,  # one graph per key shape: dozens of recompiles, past dynamo's limit of 8
+                compile=kernels,  # never torch.compile here: one graph per key shape, past dynamo's limit
             )
             loss = loss.mean()
             total = total + loss
