@@ -155,3 +155,16 @@ def test_a_second_backward_through_one_loss_is_a_clear_error(drift_compile):
     loss.sum().backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="second backward pass"):
         loss.sum().backward()
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_small_products_match_torch(threads):
+    """rd_bmm (used for small per-group products where it is built for AVX-512; tested on any build): rows
+    not a multiple of 4, columns not a multiple of 64, one group or many."""
+    lib = native.library()
+    g = torch.Generator().manual_seed(8)
+    for G, M, K, N in [(1, 1, 1, 1), (3, 7, 5, 33), (2, 33, 64, 70), (5, 4, 17, 130), (1, 12, 9, 64)]:
+        a, b = torch.randn(G, M, K, generator=g), torch.randn(G, K, N, generator=g)
+        out = torch.full((G, M, N), float("nan"))
+        lib.rd_bmm(a.data_ptr(), b.data_ptr(), out.data_ptr(), G, M, K, N, threads)
+        torch.testing.assert_close(out, torch.bmm(a, b), rtol=1e-5, atol=1e-5)

@@ -91,7 +91,7 @@ def cpu_field(
     for i in range(T):
         native.coefficients(d2, w, taus[i : i + 1], *args, out=coef)
         f = V if i == 0 else force  # the first force is kept in V, the others folded into it one by one
-        torch.bmm(coef.view(G, Cg, N), y, out=f)  # s * f_t
+        native.bmm(coef.view(G, Cg, N), y, f)  # s * f_t
         force_ms[i] = native.sum_squares(f).float() / (G * Cg * S) / s.square()
         steps.append(float(force_ms[i].clamp_min(FORCE_MS_FLOOR).rsqrt() / s))
         if i > 0:  # the last fold also sums the field's squares per group (the loss)

@@ -265,6 +265,53 @@ void group_serial(const Call& c, int64_t g, Scratch& s) {
   }
 }
 
+// Small matrix products, C = A @ B per group, without packing: R rows by 4 vectors (64 columns) of C held in
+// registers while k runs over B's rows (16 of the 32 registers AVX-512 has; only used there). Each group's
+// products are a few hundred thousand multiply-adds, where the BLAS's per-call work outweighs the product.
+template <int R>
+void gemm_rows(const float* A, int64_t K, const float* B, int64_t N, float* C, int64_t j) {
+  const int64_t n = N - j;
+  vf acc[R][4] = {};
+  if (n >= 4 * W) {
+    for (int64_t k = 0; k < K; ++k) {
+      const float* b = B + k * N + j;
+      const vf b0 = load(b, W, 0.0f), b1 = load(b + W, W, 0.0f), b2 = load(b + 2 * W, W, 0.0f),
+               b3 = load(b + 3 * W, W, 0.0f);
+      for (int r = 0; r < R; ++r) {
+        const vf a = splat(A[r * K + k]);
+        acc[r][0] += a * b0;
+        acc[r][1] += a * b1;
+        acc[r][2] += a * b2;
+        acc[r][3] += a * b3;
+      }
+    }
+  } else {
+    for (int64_t k = 0; k < K; ++k) {
+      const float* b = B + k * N + j;
+      vf bv[4];
+      for (int c = 0; c < 4; ++c) bv[c] = load(b + c * W, std::clamp<int64_t>(n - c * W, 0, W), 0.0f);
+      for (int r = 0; r < R; ++r) {
+        const vf a = splat(A[r * K + k]);
+        for (int c = 0; c < 4; ++c) acc[r][c] += a * bv[c];
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < 4; ++c)
+      if (n > c * W) store(C + r * N + j + c * W, acc[r][c], n - c * W);
+}
+
+void gemm_block(const float* A, int64_t rows, int64_t K, const float* B, int64_t N, float* C) {
+  for (int64_t j = 0; j < N; j += 4 * W) {
+    switch (rows) {
+      case 1: gemm_rows<1>(A, K, B, N, C, j); break;
+      case 2: gemm_rows<2>(A, K, B, N, C, j); break;
+      case 3: gemm_rows<3>(A, K, B, N, C, j); break;
+      default: gemm_rows<4>(A, K, B, N, C, j); break;
+    }
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -446,6 +493,25 @@ void rd_coefficients(const float* energy, const float* w, float* out, int64_t G,
       for (int64_t b = 0; b < row_blocks; ++b) rows_coefficients(c, g, t, nt, b * block, std::min(Cg, (b + 1) * block), s);
     }
   }
+}
+
+// C [G, M, N] = A @ B per group (A [G, M, K], B [G, K, N], C [G, M, N], contiguous). Blocks of 4 rows of one
+// group shared among the threads.
+void rd_bmm(const float* A, const float* B, float* C, int64_t G, int64_t M, int64_t K, int64_t N, int threads) {
+  const int64_t blocks = (M + 3) / 4;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t gb = 0; gb < G * blocks; ++gb) {
+    const int64_t g = gb / blocks, i = (gb % blocks) * 4;
+    gemm_block(A + (g * M + i) * K, std::min<int64_t>(4, M - i), K, B + g * K * N, N, C + (g * M + i) * N);
+  }
+}
+
+int rd_small_gemm() {  // whether rd_bmm is meant to be used here: compiled for AVX-512
+#ifdef __AVX512F__
+  return 1;
+#else
+  return 0;
+#endif
 }
 
 }  // extern "C"
