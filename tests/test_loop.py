@@ -23,25 +23,26 @@ def test_ema_warmup_ramps_the_decay_up_to_its_value():
     assert ema_decay(0.995, 10_000, warmup=True) == 0.995  # capped at the configured decay
 
 
-def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("field", ["drift.compile=false", "drift.compile=true"])  # eager, or the CPU kernels
+def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path, field):
     N = 4  # a multiple of train.log_every, so the logged windows line up
     straight = tmp_path / "straight"
     train(
-        tiny(f"train.steps={2 * N}", *RESUMED),
+        tiny(f"train.steps={2 * N}", *RESUMED, field),
         PlainReporter(straight),
         log=lambda s: None,
     )
 
     staged = tmp_path / "staged"
     first = train(
-        tiny(f"train.steps={N}", *RESUMED),
+        tiny(f"train.steps={N}", *RESUMED, field),
         PlainReporter(staged),
         log=lambda s: None,
     )
     assert first.step == N
     ckpt = latest_checkpoint(PlainReporter(staged).checkpoint_root())
     second = train(
-        tiny(f"train.steps={2 * N}", *RESUMED),
+        tiny(f"train.steps={2 * N}", *RESUMED, field),
         PlainReporter(staged),
         resume_from=ckpt,
         log=lambda s: None,
