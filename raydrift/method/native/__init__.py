@@ -64,7 +64,8 @@ def library() -> ctypes.CDLL | None:
             warnings.warn(
                 f"raydrift's CPU drift kernels could not be built ({err}); the drift field runs in torch "
                 "(slower on CPU). Install a C++ compiler with OpenMP (e.g. apt install g++) or set "
-                "RAYDRIFT_CXX; RAYDRIFT_NATIVE=0 silences this.",
+                "RAYDRIFT_CXX; if the cache is not writable, set RAYDRIFT_CACHE to a directory that is; "
+                "RAYDRIFT_NATIVE=0 silences this.",
                 stacklevel=3,
             )
     return _state["lib"]  # type: ignore[return-value]
