@@ -50,6 +50,7 @@ from .field_common import (
     SELF_MASK,
     centred_targets,
     gram_is_cheaper,
+    target_weights,
 )
 from .field_cpu import cpu_field
 from .kernels import KERNELS, NORMALIZATIONS
@@ -196,12 +197,8 @@ def drift_field(
     dist = d2.clamp_min_(D2_FLOOR).sqrt_()  # [G, Cg, N]
 
     # 2. One scale for the whole call: target-weighted mean distance.
-    if w_neg is None:
-        scale = dist.mean()
-        w = None
-    else:
-        w = torch.cat([x.new_ones(G, Cg), w_neg, x.new_ones(G, N - k)], dim=1)  # [G, N]
-        scale = (dist.sum(1) * w).sum() / (Cg * w.sum())
+    w = target_weights(w_neg, G, Cg, N)  # [G, N] or None
+    scale = dist.mean() if w is None else (dist.sum(1) * w).sum() / (Cg * w.sum())
     s = (scale / math.sqrt(S)).clamp_min(SCALE_FLOOR)
 
     # 3. Normalised distance, self pair masked; the kernel's exponent without 1/tau.

@@ -1,6 +1,6 @@
 """What the drift field's two implementations share (torch: :func:`raydrift.method.drift.drift_field`; CPU
 kernels: :func:`raydrift.method.field_cpu.cpu_field`): the reference's constants, the centred targets and
-the choice between the Gram and the direct path."""
+the targets' weights and the choice between the Gram and the direct path."""
 
 from __future__ import annotations
 
@@ -33,3 +33,11 @@ def centred_targets(x: torch.Tensor, y_neg: torch.Tensor, y_pos: torch.Tensor) -
 def gram_is_cheaper(Cg: int, N: int, S: int, T: int) -> bool:
     """Multiply-adds: Gram ``y y^T`` + norms ``c K c^T`` + one ``c @ y``, against distances + ``T`` forces."""
     return N * N * S + T * Cg * N * N + Cg * N * S < (1 + T) * Cg * N * S
+
+
+def target_weights(w_neg: torch.Tensor | None, G: int, Cg: int, N: int) -> torch.Tensor | None:
+    """Each target's kernel weight ``[G, N]``: 1 for the samples and positives, ``w_neg [G, Cn]`` for the
+    extra negatives between them; None (all 1) without ``w_neg``."""
+    if w_neg is None:
+        return None
+    return torch.cat([w_neg.new_ones(G, Cg), w_neg, w_neg.new_ones(G, N - Cg - w_neg.shape[1])], dim=1)

@@ -24,7 +24,7 @@ import threading
 import torch
 
 from . import native
-from .field_common import D2_FLOOR, FORCE_MS_FLOOR, SCALE_FLOOR, SELF_MASK, gram_is_cheaper
+from .field_common import D2_FLOOR, FORCE_MS_FLOOR, SCALE_FLOOR, SELF_MASK, gram_is_cheaper, target_weights
 
 
 def cpu_field(
@@ -59,7 +59,7 @@ def cpu_field(
         d2 = d2_buf.copy_(K[:, :Cg])  # K's first rows are the products
     else:
         d2 = torch.bmm(y[:, :Cg], y.transpose(1, 2), out=d2_buf)  # [G, Cg, N]
-    w = None if w_neg is None else torch.cat([x.new_ones(G, Cg), w_neg, x.new_ones(G, N - k)], dim=1).contiguous()
+    w = target_weights(w_neg, G, Cg, N)
 
     # 2. One scale for the whole call: the target-weighted mean distance.
     total = native.distances(d2, y_sq, w, D2_FLOOR)

@@ -4,7 +4,8 @@ through ctypes on float32 tensors' memory.
 Why a hand-written kernel: on a CPU the field's elementwise work (the row and column softmaxes at every
 temperature, the cross-weighting) is most of its time, and Inductor's code for it sweeps the whole
 ``[G, Cg, N]`` call once per reduction; ``field.cpp`` finishes one group while its block is in cache, with
-the softmax shifts found once for all temperatures (``benchmarks/README.md`` has the measurements).
+the softmax shifts found once per call for all the temperatures it is given (``benchmarks/README.md`` has
+the measurements).
 
 The library is built once per machine into the raydrift cache (``$RAYDRIFT_CACHE/native``, one file per
 source, compiler flags and CPU, under a file lock so that parallel workers build it once) with
